@@ -1,0 +1,3 @@
+from .layout import DatasetLayoutError, check_dataset_layout
+
+__all__ = ['DatasetLayoutError', 'check_dataset_layout']

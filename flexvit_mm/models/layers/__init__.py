@@ -1,0 +1,3 @@
+from .norm import LayerNorm2d
+
+__all__ = ['LayerNorm2d']

@@ -1,0 +1,106 @@
+"""Resuming continues exactly; two gloo ranks end with identical weights."""
+import os.path as osp
+import re
+import subprocess
+import sys
+
+import torch
+
+from .conftest import (CONFIGS, REPO, data_root_options, free_port,
+                       run_tool, tool_env)
+
+
+def _load(path):
+    return torch.load(path, map_location='cpu', weights_only=False)
+
+
+def test_resume_continues_from_saved_iteration(synthetic, tmp_path):
+    config = osp.join(CONFIGS, 'cls_imagenet_deterministic.py')
+    options = data_root_options(synthetic('imagenet'))
+    straight = str(tmp_path / 'straight')
+    run_tool('tools/train.py', config, '--work-dir', straight,
+             '--no-validate', '--cfg-options', *options)
+
+    interrupted = str(tmp_path / 'interrupted')
+    run_tool('tools/train.py', config, '--work-dir', interrupted,
+             '--no-validate', '--cfg-options', 'train_cfg.max_iters=3',
+             *options)
+    assert not osp.exists(osp.join(interrupted, 'iter_6.pth'))
+    resumed = run_tool('tools/train.py', config, '--work-dir', interrupted,
+                       '--no-validate', '--resume', '--cfg-options',
+                       *options)
+    log = resumed.stdout + resumed.stderr
+    assert 'resumed epoch: 0, iter: 3' in log
+    trained = [int(i) for i in re.findall(r'Iter\(train\) \[\s*(\d+)/6\]',
+                                          log)]
+    assert trained == [4, 5, 6], trained
+
+    a, b = _load(osp.join(straight, 'iter_6.pth')), _load(
+        osp.join(interrupted, 'iter_6.pth'))
+    assert a['meta']['iter'] == b['meta']['iter'] == 6
+    for key, value in a['state_dict'].items():
+        torch.testing.assert_close(b['state_dict'][key], value,
+                                   rtol=0, atol=0)
+    state_a = a['optimizer']['state']
+    state_b = b['optimizer']['state']
+    assert state_a.keys() == state_b.keys() and state_a
+    for index in state_a:
+        for name, value in state_a[index].items():
+            torch.testing.assert_close(state_b[index][name], value,
+                                       rtol=0, atol=0)
+
+    # The resume loaded the optimizer state of iter_3, not a fresh one:
+    # AdamW's step counter went on from 3.
+    steps = {float(s['step']) for s in state_b.values()}
+    assert steps == {6.0}
+
+
+def test_resume_from_explicit_checkpoint_path(synthetic, tmp_path):
+    config = osp.join(CONFIGS, 'cls_imagenet_deterministic.py')
+    options = data_root_options(synthetic('imagenet'))
+    first = str(tmp_path / 'first')
+    run_tool('tools/train.py', config, '--work-dir', first, '--no-validate',
+             '--cfg-options', 'train_cfg.max_iters=3', *options)
+    second = str(tmp_path / 'second')
+    proc = run_tool('tools/train.py', config, '--work-dir', second,
+                    '--no-validate', '--resume',
+                    osp.join(first, 'iter_3.pth'), '--cfg-options', *options)
+    trained = re.findall(r'Iter\(train\) \[\s*(\d+)/6\]',
+                         proc.stdout + proc.stderr)
+    assert [int(i) for i in trained] == [4, 5, 6]
+    assert osp.isfile(osp.join(second, 'iter_6.pth'))
+
+
+def test_two_process_gloo_training_ends_with_identical_weights(
+        synthetic, tmp_path):
+    config = osp.join(CONFIGS, 'dist_seg_ade20k.py')
+    work_dir = str(tmp_path / 'dist')
+    cmd = [
+        sys.executable, '-m', 'torch.distributed.run', '--nnodes=1',
+        '--nproc_per_node=2', '--master_addr=127.0.0.1',
+        f'--master_port={free_port()}',
+        osp.join(REPO, 'tools', 'train.py'), config, '--launcher', 'pytorch',
+        '--work-dir', work_dir, '--cfg-options',
+        *data_root_options(synthetic('ade20k'))
+    ]
+    proc = subprocess.run(cmd, cwd=REPO, env=tool_env(), capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+
+    before = [_load(osp.join(work_dir, f'rank{r}_before.pth'))
+              for r in (0, 1)]
+    after = [_load(osp.join(work_dir, f'rank{r}_after.pth')) for r in (0, 1)]
+    assert [r['world_size'] for r in after] == [2, 2]
+    final = after[0]['state_dict']
+    for key, value in after[1]['state_dict'].items():
+        torch.testing.assert_close(value, final[key], rtol=0, atol=0)
+    # The ranks agree because DDP averaged their gradients over different
+    # batches, not because nothing moved.
+    changed = [
+        key for key, value in before[0]['state_dict'].items()
+        if value.is_floating_point() and not torch.equal(value, final[key])
+    ]
+    assert len(changed) > len(final) // 2
+    saved = _load(osp.join(work_dir, 'iter_4.pth'))['state_dict']
+    for key, value in saved.items():
+        torch.testing.assert_close(value, final[key], rtol=0, atol=0)
