@@ -85,7 +85,8 @@ def toolbox_of(cfg):
 
 
 def resolve_work_dir(cfg, args, config_path):
-    """CLI ``--work-dir`` > the config's ``work_dir`` > work_dirs/<name>."""
+    """CLI ``--work-dir`` > the config's ``work_dir`` (after
+    ``--cfg-options``) > ``./work_dirs/<config name>``."""
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:

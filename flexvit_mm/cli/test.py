@@ -47,7 +47,6 @@ def build_test_config(args):
     cfg = load_config(args.config)
     toolbox = toolbox_of(cfg)
     launch_settings(cfg, args)
-    resolve_work_dir(cfg, args, args.config)
     cfg.load_from = args.checkpoint
     if args.show_dir:
         enable_show_dir(cfg, toolbox, args.show_dir)
@@ -57,6 +56,7 @@ def build_test_config(args):
         check_out(toolbox, args.out)
         configure_out(cfg, toolbox, args.out)
     apply_cfg_options(cfg, args)
+    resolve_work_dir(cfg, args, args.config)
     return cfg, toolbox
 
 

@@ -128,18 +128,19 @@ def build_train_config(args):
     cfg = load_config(args.config)
     toolbox_of(cfg)
     launch_settings(cfg, args)
+    # --cfg-options first: the flags below build on what it sets (e.g.
+    # auto_scale_lr.base_batch_size, optim_wrapper.loss_scale) and
+    # --no-validate must win over any val_dataloader key it names.
+    apply_cfg_options(cfg, args)
     resolve_work_dir(cfg, args, args.config)
     if args.amp:
         _configure_amp(cfg)
     if args.auto_scale_lr:
         _configure_auto_scale_lr(cfg)
-    apply_cfg_options(cfg, args)
-    # After --cfg-options, which may still name val_dataloader keys.
     if args.no_validate:
         cfg.val_cfg = None
         cfg.val_dataloader = None
         cfg.val_evaluator = None
-    # After --cfg-options, so that an overridden work_dir is guarded too.
     _configure_resume(cfg, args)
     return cfg
 

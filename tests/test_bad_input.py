@@ -1,0 +1,101 @@
+"""Bad input ends with a clear message that names the fix, exit status 2,
+and leaves the user's files as they were."""
+import hashlib
+import os
+import os.path as osp
+
+from .conftest import CONFIGS, data_root_options, run_tool
+
+
+def _error(proc):
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert 'Traceback' not in proc.stderr
+    return proc.stderr
+
+
+def test_missing_config_suggests_the_close_one():
+    proc = run_tool('tools/train.py', osp.join(CONFIGS, 'seg_ade2k.py'),
+                    expect_ok=False)
+    message = _error(proc)
+    assert 'seg_ade2k.py' in message and 'does not exist' in message
+    assert 'seg_ade20k.py' in message
+
+
+def test_test_tool_missing_config_and_checkpoint(tmp_path):
+    proc = run_tool('tools/test.py', osp.join(CONFIGS, 'seg_ade20k.py'),
+                    str(tmp_path / 'nope.pth'), expect_ok=False)
+    message = _error(proc)
+    assert 'nope.pth' in message and 'does not exist' in message
+
+
+def test_wrong_dataset_layout_says_what_was_expected_where(
+        synthetic, tmp_path):
+    # A common mistake: pointing at data/ade instead of
+    # data/ade/ADEChallengeData2016.
+    parent = osp.dirname(synthetic('ade20k'))
+    proc = run_tool('tools/train.py', osp.join(CONFIGS, 'seg_ade20k.py'),
+                    '--work-dir', str(tmp_path / 'w'), '--cfg-options',
+                    *data_root_options(parent), expect_ok=False)
+    message = _error(proc)
+    assert osp.join(parent, 'images/training') in message
+    assert 'ADEChallengeData2016/' in message  # the expected tree
+    assert 'make_synthetic.py --kind ade20k' in message
+    assert not osp.exists(tmp_path / 'w' / 'last_checkpoint')
+
+
+def test_resume_from_missing_file(synthetic, tmp_path):
+    missing = str(tmp_path / 'iter_999.pth')
+    proc = run_tool('tools/train.py', osp.join(CONFIGS, 'cls_imagenet.py'),
+                    '--work-dir', str(tmp_path / 'w'), '--resume', missing,
+                    '--cfg-options', *data_root_options(
+                        synthetic('imagenet')), expect_ok=False)
+    message = _error(proc)
+    assert missing in message and 'does not exist' in message
+    assert '--resume without a path' in message
+
+
+def _digest(folder):
+    digest = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = osp.join(root, name)
+            with open(path, 'rb') as f:
+                digest[path] = hashlib.sha256(f.read()).hexdigest()
+    return digest
+
+
+def test_finished_run_is_not_overwritten(synthetic, tmp_path):
+    config = osp.join(CONFIGS, 'cls_imagenet.py')
+    work_dir = str(tmp_path / 'w')
+    options = data_root_options(synthetic('imagenet'))
+    run_tool('tools/train.py', config, '--work-dir', work_dir,
+             '--no-validate', '--cfg-options', *options)
+    before = _digest(work_dir)
+    proc = run_tool('tools/train.py', config, '--work-dir', work_dir,
+                    '--no-validate', '--cfg-options', *options,
+                    expect_ok=False)
+    message = _error(proc)
+    assert 'already holds a training run' in message
+    assert 'iter_4.pth' in message and '--resume' in message
+    assert _digest(work_dir) == before
+
+
+def test_amp_on_cpu_and_auto_scale_lr_without_base(synthetic, tmp_path):
+    config = osp.join(CONFIGS, 'cls_imagenet.py')
+    options = data_root_options(synthetic('imagenet'))
+    proc = run_tool('tools/train.py', config, '--work-dir',
+                    str(tmp_path / 'a'), '--amp', '--cfg-options', *options,
+                    expect_ok=False)
+    assert 'accelerator' in _error(proc)
+    proc = run_tool('tools/train.py', config, '--work-dir',
+                    str(tmp_path / 'b'), '--auto-scale-lr', '--cfg-options',
+                    'auto_scale_lr=None', *options, expect_ok=False)
+    assert 'base_batch_size' in _error(proc)
+
+
+def test_make_synthetic_refuses_a_folder_with_files(tmp_path):
+    (tmp_path / 'keep.txt').write_text('mine')
+    proc = run_tool('tools/dataset_tools/make_synthetic.py', '--kind',
+                    'imagenet', '--out', str(tmp_path), expect_ok=False)
+    assert '--force' in _error(proc)
+    assert os.listdir(tmp_path) == ['keep.txt']
