@@ -7,7 +7,7 @@ import sys
 import torch
 
 from .conftest import (CONFIGS, REPO, data_root_options, free_port,
-                       run_tool, tool_env)
+                       latest_metrics, run_tool, tool_env)
 
 
 def _load(path):
@@ -71,21 +71,23 @@ def test_resume_from_explicit_checkpoint_path(synthetic, tmp_path):
     assert osp.isfile(osp.join(second, 'iter_6.pth'))
 
 
+def _dist_tool(script, *args):
+    """Run tools/dist_train.sh or dist_test.sh with 2 processes (gloo)."""
+    env = tool_env(PYTHON=sys.executable, PORT=str(free_port()))
+    proc = subprocess.run(['bash', osp.join(REPO, 'tools', script), *args],
+                          cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    return proc
+
+
 def test_two_process_gloo_training_ends_with_identical_weights(
         synthetic, tmp_path):
     config = osp.join(CONFIGS, 'dist_seg_ade20k.py')
     work_dir = str(tmp_path / 'dist')
-    cmd = [
-        sys.executable, '-m', 'torch.distributed.run', '--nnodes=1',
-        '--nproc_per_node=2', '--master_addr=127.0.0.1',
-        f'--master_port={free_port()}',
-        osp.join(REPO, 'tools', 'train.py'), config, '--launcher', 'pytorch',
-        '--work-dir', work_dir, '--cfg-options',
-        *data_root_options(synthetic('ade20k'))
-    ]
-    proc = subprocess.run(cmd, cwd=REPO, env=tool_env(), capture_output=True,
-                          text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    options = data_root_options(synthetic('ade20k'))
+    _dist_tool('dist_train.sh', config, '2', '--work-dir', work_dir,
+               '--cfg-options', *options)
 
     before = [_load(osp.join(work_dir, f'rank{r}_before.pth'))
               for r in (0, 1)]
@@ -104,3 +106,9 @@ def test_two_process_gloo_training_ends_with_identical_weights(
     saved = _load(osp.join(work_dir, 'iter_4.pth'))['state_dict']
     for key, value in saved.items():
         torch.testing.assert_close(value, final[key], rtol=0, atol=0)
+
+    # The distributed test tool evaluates the result on both ranks.
+    test_dir = str(tmp_path / 'dist_test')
+    _dist_tool('dist_test.sh', config, osp.join(work_dir, 'iter_4.pth'), '2',
+               '--work-dir', test_dir, '--cfg-options', *options)
+    assert 'mIoU' in latest_metrics(test_dir)

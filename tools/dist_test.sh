@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Distributed testing with torchrun, on one node or several.
+# Distributed testing with torchrun (python -m torch.distributed.run), on one
+# node or several. PYTHON selects the interpreter (default: python).
 #   tools/dist_test.sh CONFIG CHECKPOINT GPUS [test.py options]
 # Multi-node: set NNODES, NODE_RANK, MASTER_ADDR (and PORT) on every node.
 CONFIG=$1
@@ -11,7 +12,7 @@ PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 
 PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
-torchrun \
+"${PYTHON:-python}" -m torch.distributed.run \
     --nnodes="$NNODES" \
     --node_rank="$NODE_RANK" \
     --master_addr="$MASTER_ADDR" \
