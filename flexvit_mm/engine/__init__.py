@@ -1,0 +1,4 @@
+"""Runner components: loops (and hooks) for stitched backbones."""
+from .stitch_sweep import StitchSweepTestLoop, write_stitch_report
+
+__all__ = ['StitchSweepTestLoop', 'write_stitch_report']

@@ -1,0 +1,96 @@
+"""FLOPs-grouped ("resource-constrained") stitch sampling during training."""
+import os.path as osp
+from typing import Optional, Sequence
+
+from mmengine.dist import broadcast_object_list, get_dist_info
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+from mmengine.registry import HOOKS
+
+from ...analysis.stitch_table import load_or_compute_stitch_table
+from ...models.stitching.sampler import FlopsGroupedSampler
+from ...models.stitching.selection import find_stitched_backbone
+
+
+@HOOKS.register_module()
+class StitchSamplingHook(Hook):
+    """Choose the stitch trained in every iteration.
+
+    At the start of training the GFLOPs of every stitch are counted at
+    ``input_shape`` (attention included) and cached in the work dir; the
+    stitches are grouped by FLOPs (``gap`` GFLOPs) and every iteration picks
+    a group uniformly, then a stitch in it.
+
+    The draw is a pure function of the seed and the iteration, so every rank
+    trains the **same** stitch in an iteration without communication, and a
+    resumed run draws exactly the stitches the uninterrupted run would have.
+    The sampler's state is stored in checkpoints and checked on resume.
+
+    Args:
+        gap (float): Grouping gap in GFLOPs: 1.0 for classification, 10.0
+            for dense tasks (the official settings).
+        input_shape (Sequence[int], optional): (H, W) at which FLOPs are
+            counted. Defaults to the first anchor's ``img_size``.
+        per_rank (bool): Official classification behaviour: each rank draws
+            its own stitch (seeded by rank). Defaults to False.
+        seed (int, optional): Defaults to the runner's seed.
+        stitch_ids (Sequence[int], optional): Restrict training to these
+            stitches. Defaults to every stitch.
+    """
+    priority = 'NORMAL'
+
+    def __init__(self,
+                 gap: float = 1.0,
+                 input_shape: Optional[Sequence[int]] = None,
+                 per_rank: bool = False,
+                 seed: Optional[int] = None,
+                 stitch_ids: Optional[Sequence[int]] = None):
+        self.gap = gap
+        self.input_shape = tuple(input_shape) if input_shape else None
+        self.per_rank = per_rank
+        self.seed = seed
+        self.stitch_ids = stitch_ids
+        self.sampler: Optional[FlopsGroupedSampler] = None
+        self._loaded_state = None
+
+    def _input_shape(self, backbone):
+        if self.input_shape:
+            return self.input_shape
+        return tuple(backbone.anchors[0].patch_embed.img_size)
+
+    def before_train(self, runner) -> None:
+        backbone = find_stitched_backbone(runner.model)
+        shape = self._input_shape(backbone)
+        cache = osp.join(runner.work_dir,
+                         f'stitch_flops_{shape[0]}x{shape[1]}.json')
+        # Rank 0 counts (or reads the cache); the others receive its table.
+        table = [None]
+        if get_dist_info()[0] == 0:
+            table[0] = load_or_compute_stitch_table(backbone, shape, cache)
+        broadcast_object_list(table)
+        ids = self.stitch_ids or backbone.stitch_ids
+        flops = {i: table[0][i]['flops'] / 1e9 for i in ids}
+        seed = self.seed if self.seed is not None else (runner.seed or 0)
+        self.sampler = FlopsGroupedSampler(
+            flops, self.gap, seed=seed, per_rank=self.per_rank)
+        if self._loaded_state is not None and runner._resume:
+            # Refuses a checkpoint whose stitches or FLOPs differ.
+            self.sampler.load_state_dict(self._loaded_state)
+        print_log('StitchSamplingHook: ' + self.sampler.describe(),
+                  logger='current')
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
+        stitch_id = self.sampler.sample(runner.iter, get_dist_info()[0])
+        find_stitched_backbone(runner.model).set_train_stitch(stitch_id)
+        runner.message_hub.update_info('train_stitch_id', stitch_id)
+
+    def after_train(self, runner) -> None:
+        find_stitched_backbone(runner.model).set_train_stitch(None)
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        if self.sampler is not None:
+            checkpoint.setdefault('meta', {})['stitch_sampler'] = \
+                self.sampler.state_dict()
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        self._loaded_state = checkpoint.get('meta', {}).get('stitch_sampler')

@@ -1,0 +1,575 @@
+"""Evaluate several stitches of a stitched backbone in one pass over the
+test set, and report them (table, JSON, CSV, accuracy-vs-FLOPs plot).
+
+:class:`StitchSweepTestLoop` reads and preprocesses every batch once and
+runs the forward of every requested stitch on it, each stitch with its own
+evaluator (its own metric instances). Use it from any mmseg, mmdet or
+mmpretrain config::
+
+    custom_imports = dict(imports=['flexvit_mm', 'flexvit_mm.engine'])
+    test_cfg = dict(type='StitchSweepTestLoop', stitch_ids='all')
+
+``runner.test()`` then returns ``{stitch_id: metrics}``.
+"""
+import copy
+import csv
+import json
+import logging
+import math
+import numbers
+import os
+import os.path as osp
+from typing import Callable, Dict, List, Optional, Sequence, Union
+
+import torch
+from mmengine.dist import is_main_process
+from mmengine.evaluator import Evaluator
+from mmengine.logging import HistoryBuffer, print_log
+from mmengine.model import BaseTTAModel, is_model_wrapper
+from mmengine.registry import LOOPS
+from mmengine.runner.amp import autocast
+from mmengine.runner.base_loop import BaseLoop
+from mmengine.utils import ProgressBar
+from torch.utils.data import DataLoader
+
+from ..models.stitching.selection import (find_stitched_backbone,
+                                          format_ids, parse_stitch_ids,
+                                          set_stitch)
+
+try:  # private helpers of mmengine's TestLoop (mmengine >= 0.10)
+    from mmengine.runner.loops import _parse_losses, _update_losses
+except ImportError:  # pragma: no cover - older mmengine: no test losses
+    _parse_losses = None
+
+    def _update_losses(outputs, losses):
+        return outputs, losses
+
+
+__all__ = ['StitchSweepTestLoop', 'write_stitch_report',
+           'choose_primary_metric', 'pareto_front', 'LOWER_IS_BETTER']
+
+# Metrics preferred as the plot's y axis, in order.
+PRIMARY_METRICS = ('mIoU', 'accuracy/top1', 'coco/bbox_mAP', 'rmse', 'd1')
+# Metrics (last path component) for which lower is better.
+LOWER_IS_BETTER = frozenset({
+    'rmse', 'rmse_log', 'abs_rel', 'sq_rel', 'log10', 'silog', 'mae', 'mse',
+    'loss', 'error', 'err'
+})
+
+
+def _metric_leaf(name: str) -> str:
+    return name.rsplit('/', 1)[-1].lower()
+
+
+def lower_is_better(name: str) -> bool:
+    leaf = _metric_leaf(name)
+    return leaf in LOWER_IS_BETTER or leaf.endswith('_loss')
+
+
+# --------------------------------------------------------------------- loop
+def _copy_for_predict(data):
+    """A copy of preprocessed data whose data samples may be mutated.
+
+    ``predict`` of mmseg, mmdet and mmpretrain models writes the
+    predictions into the data samples it is given; every stitch gets its
+    own deep copy of them. Tensors (the batch inputs) are shared.
+    """
+    if isinstance(data, dict):
+        data = dict(data)
+        if 'data_samples' in data:
+            data['data_samples'] = copy.deepcopy(data['data_samples'])
+        return data
+    if isinstance(data, (list, tuple)):
+        return type(data)(
+            item if isinstance(item, torch.Tensor) else copy.deepcopy(item)
+            for item in data)
+    return data
+
+
+@LOOPS.register_module()
+class StitchSweepTestLoop(BaseLoop):
+    """Test several stitches while reading every batch once.
+
+    Constructed like mmengine's ``TestLoop`` (the Runner passes
+    ``runner``, ``dataloader`` and ``evaluator``), plus the stitches to
+    test. For every batch the data preprocessor runs once; then, for each
+    stitch, the stitch is selected with :func:`set_stitch`, the model runs
+    in ``predict`` mode on a copy of the data samples and that stitch's own
+    evaluator processes the outputs. Hooks are called as by ``TestLoop``:
+    ``before_test_iter`` / ``after_test_iter`` once per batch (the latter
+    with the outputs of the last stitch) and ``after_test_epoch`` with every
+    stitch's metrics flattened as ``stitch_<id>/<metric>``.
+
+    Args:
+        runner (Runner): The runner.
+        dataloader (DataLoader | dict): The test dataloader.
+        evaluator (dict | list | Evaluator): The ``test_evaluator`` config;
+            one Evaluator is built from it per stitch (an Evaluator object
+            is deep-copied per stitch).
+        fp16 (bool): Run the forwards under autocast. Defaults to False.
+        stitch_ids (str | int | Sequence): The stitches to test, anything
+            :func:`parse_stitch_ids` reads: ``'all'`` (the default), an id,
+            ``'3,12,80'``, ``'2-12'`` or a list.
+        report (bool): Write ``stitches.json``, ``stitches.csv`` and
+            ``stitches_pareto.png`` into the work dir and print the table
+            (rank 0). Defaults to True.
+        flops (dict | str, optional): Per-stitch FLOPs for the report:
+            ``{id: flops}``, ``{id: dict(flops=..., params=...)}`` (the table
+            of ``flexvit_mm.analysis.stitch_table``) or the path of a JSON
+            file holding either (or its ``{'table': ...}`` cache format).
+        primary_metric (str, optional): The report's y axis; by default the
+            first of mIoU, accuracy/top1, coco/bbox_mAP, rmse, d1 found.
+
+    Returns of :meth:`run`:
+        dict[int, dict]: ``{stitch_id: metrics}``.
+    """
+
+    def __init__(self,
+                 runner,
+                 dataloader: Union[DataLoader, Dict],
+                 evaluator: Union[Evaluator, Dict, List],
+                 fp16: bool = False,
+                 stitch_ids: Union[str, int, Sequence] = 'all',
+                 report: bool = True,
+                 flops: Union[None, str, dict] = None,
+                 primary_metric: Optional[str] = None):
+        super().__init__(runner, dataloader)
+        backbone = find_stitched_backbone(runner.model)
+        self.stitch_ids: List[int] = parse_stitch_ids(stitch_ids,
+                                                      backbone.stitch_ids)
+        self.evaluators: Dict[int, Evaluator] = {}
+        for stitch_id in self.stitch_ids:
+            if isinstance(evaluator, (dict, list)):
+                self.evaluators[stitch_id] = runner.build_evaluator(
+                    copy.deepcopy(evaluator))
+            elif isinstance(evaluator, Evaluator):
+                self.evaluators[stitch_id] = copy.deepcopy(evaluator)
+            else:
+                raise TypeError(
+                    'evaluator must be a dict, a list or an Evaluator, got '
+                    f'{type(evaluator).__name__}.')
+        # ``runner.test_evaluator`` is ``test_loop.evaluator``: the last
+        # stitch's, whose outputs the iteration hooks see.
+        self.evaluator = self.evaluators[self.stitch_ids[-1]]
+        if hasattr(self.dataloader.dataset, 'metainfo'):
+            for ev in self.evaluators.values():
+                ev.dataset_meta = self.dataloader.dataset.metainfo
+            self.runner.visualizer.dataset_meta = \
+                self.dataloader.dataset.metainfo
+        else:
+            print_log(
+                f'Dataset {self.dataloader.dataset.__class__.__name__} has no '
+                'metainfo. ``dataset_meta`` in evaluator, metric and '
+                'visualizer will be None.',
+                logger='current',
+                level=logging.WARNING)
+        self.fp16 = fp16
+        self.report = report
+        self.flops = flops
+        self.primary_metric = primary_metric
+        self.test_losses: Dict[int, Dict[str, HistoryBuffer]] = {}
+        self.results: Dict[int, dict] = {}
+        self.rows: Optional[List[dict]] = None
+        self._bar: Optional[ProgressBar] = None
+
+    # -------------------------------------------------------------- helpers
+    def _plain_model(self):
+        model = self.runner.model
+        while is_model_wrapper(model):
+            model = model.module
+        return model
+
+    def _num_batches(self) -> Optional[int]:
+        try:
+            return len(self.dataloader)
+        except TypeError:
+            return None
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> Dict[int, dict]:
+        """Launch the sweep; returns ``{stitch_id: metrics}``."""
+        backbone = find_stitched_backbone(self.runner.model)
+        previous = backbone.stitch_id
+        self.runner.call_hook('before_test')
+        self.runner.call_hook('before_test_epoch')
+        self.runner.model.eval()
+        self.test_losses = {i: dict() for i in self.stitch_ids}
+
+        num_batches = self._num_batches()
+        print_log(
+            f'Stitch sweep: {len(self.stitch_ids)} stitches '
+            f'({format_ids(self.stitch_ids)}) x '
+            f'{num_batches if num_batches is not None else "?"} batches, '
+            'each batch read once.',
+            logger='current')
+        self._bar = None
+        if is_main_process() and num_batches:
+            self._bar = ProgressBar(num_batches * len(self.stitch_ids))
+        try:
+            for idx, data_batch in enumerate(self.dataloader):
+                self.run_iter(idx, data_batch)
+        finally:
+            set_stitch(self.runner.model, previous)
+        if self._bar is not None:
+            self._bar.file.write('\n')
+            self._bar.file.flush()
+
+        results: Dict[int, dict] = {}
+        for stitch_id in self.stitch_ids:
+            metrics = self.evaluators[stitch_id].evaluate(
+                len(self.dataloader.dataset))
+            if self.test_losses[stitch_id] and _parse_losses is not None:
+                metrics.update(
+                    _parse_losses(self.test_losses[stitch_id], 'test'))
+            results[stitch_id] = metrics
+        self.results = results
+
+        flat = {
+            f'stitch_{stitch_id}/{key}': value
+            for stitch_id, metrics in results.items()
+            for key, value in metrics.items()
+        }
+        if self.report and is_main_process():
+            self.rows = write_stitch_report(
+                results,
+                self.runner.work_dir,
+                backbone.describe_stitch,
+                flops=_load_flops(self.flops),
+                primary_metric=self.primary_metric)
+        self.runner.call_hook('after_test_epoch', metrics=flat)
+        self.runner.call_hook('after_test')
+        return results
+
+    @torch.no_grad()
+    def run_iter(self, idx, data_batch) -> None:
+        """Run every stitch on one batch."""
+        self.runner.call_hook(
+            'before_test_iter', batch_idx=idx, data_batch=data_batch)
+        model = self._plain_model()
+        fast = (not isinstance(model, BaseTTAModel)
+                and callable(getattr(model, 'data_preprocessor', None))
+                and callable(getattr(model, '_run_forward', None)))
+        outputs = None
+        with autocast(enabled=self.fp16):
+            data = model.data_preprocessor(data_batch, False) if fast \
+                else None
+            for stitch_id in self.stitch_ids:
+                set_stitch(model, stitch_id)
+                if fast:
+                    outputs = model._run_forward(
+                        _copy_for_predict(data), mode='predict')
+                else:  # TTA models: their own test_step per stitch
+                    outputs = self.runner.model.test_step(
+                        _copy_for_predict(data_batch))
+                outputs, self.test_losses[stitch_id] = _update_losses(
+                    outputs, self.test_losses[stitch_id])
+                self.evaluators[stitch_id].process(
+                    data_samples=outputs, data_batch=data_batch)
+                if self._bar is not None:
+                    self._bar.update()
+        self.runner.call_hook(
+            'after_test_iter',
+            batch_idx=idx,
+            data_batch=data_batch,
+            outputs=outputs)
+
+
+def _load_flops(flops):
+    if flops is None or not isinstance(flops, str):
+        return flops
+    with open(flops) as f:
+        table = json.load(f)
+    if isinstance(table, dict) and isinstance(table.get('table'), dict):
+        table = table['table']
+    return table
+
+
+# ------------------------------------------------------------------- report
+def _scalar(value):
+    """A float for numeric scalars (python, numpy, 0-d/1-element tensors),
+    else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, numbers.Number):
+        return float(value)
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return float(value.item())
+    if hasattr(value, 'item') and getattr(value, 'size', None) == 1:
+        try:
+            return float(value.item())
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+def _json_safe(value):
+    scalar = _scalar(value)
+    if scalar is not None:
+        return scalar if math.isfinite(scalar) else None
+    if isinstance(value, (str, type(None), bool)):
+        return value
+    if hasattr(value, 'tolist'):  # tensors, numpy arrays
+        return _json_safe(value.tolist())
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return str(value)
+
+
+def _lookup(table, stitch_id, key):
+    """``table[id]`` as a number: a mapping or callable giving a number or
+    a dict with ``key``."""
+    if table is None:
+        return None
+    if callable(table) and not hasattr(table, 'get'):
+        value = table(stitch_id)
+    else:
+        value = table.get(stitch_id, table.get(str(stitch_id)))
+    if isinstance(value, dict):
+        value = value.get(key)
+    return _scalar(value) if value is not None else None
+
+
+def choose_primary_metric(metric_names: Sequence[str],
+                          primary_metric: Optional[str] = None) -> str:
+    """The metric to plot: ``primary_metric`` if given, else the first of
+    :data:`PRIMARY_METRICS` present (exactly, or as the last part of a
+    prefixed name), else the first metric."""
+    names = list(metric_names)
+    if primary_metric is not None:
+        if primary_metric not in names:
+            raise ValueError(f'primary_metric {primary_metric!r} is not a '
+                             f'metric of the results: {names}.')
+        return primary_metric
+    if not names:
+        raise ValueError('The results hold no scalar metric to report.')
+    for wanted in PRIMARY_METRICS:
+        if wanted in names:
+            return wanted
+    for wanted in PRIMARY_METRICS:
+        for name in names:
+            if name.endswith('/' + wanted):
+                return name
+    return names[0]
+
+
+def pareto_front(points, lower_better: bool = False) -> List:
+    """Keys of the points on the cost/quality Pareto frontier.
+
+    Args:
+        points (Sequence[tuple]): ``(key, cost, value)``; lower cost is
+            better, higher value is better unless ``lower_better``.
+        lower_better (bool): Whether a lower value is better.
+
+    Returns:
+        list: Keys on the frontier, by increasing cost. A point is on it
+        when no other point has a cost that is not higher and a value that
+        is better (ties: the cheaper one, then the better one, is kept).
+    """
+    sign = -1.0 if lower_better else 1.0
+    ordered = sorted(points, key=lambda p: (p[1], -sign * p[2]))
+    front, best = [], -math.inf
+    for key, cost, value in ordered:
+        if sign * value > best:
+            front.append(key)
+            best = sign * value
+    return front
+
+
+def _format(value, digits=2):
+    if value is None:
+        return '-'
+    if isinstance(value, float):
+        return f'{value:.{digits}f}'
+    return str(value)
+
+
+def write_stitch_report(results: Dict[int, dict],
+                        work_dir: str,
+                        describe: Union[Callable, Dict, None],
+                        flops=None,
+                        params=None,
+                        primary_metric: Optional[str] = None) -> List[dict]:
+    """Write a sweep's per-stitch results as a table, JSON, CSV and plot.
+
+    Files written into ``work_dir``: ``stitches.json`` (a list of rows),
+    ``stitches.csv`` (scalar columns) and ``stitches_pareto.png`` (the
+    primary metric against GFLOPs, every stitch a point, the Pareto
+    frontier a line with its ids labelled; against the stitch id when no
+    FLOPs are known). The table is printed with ``print_log``.
+
+    Args:
+        results (dict[int, dict]): ``{stitch_id: metrics}``, as returned by
+            :class:`StitchSweepTestLoop`.
+        work_dir (str): Output folder (created if needed).
+        describe (callable | dict | None): ``id -> dict`` with ``route``,
+            ``kind`` and optionally ``gflops`` (GFLOPs), ``flops`` (FLOPs
+            count) and ``params`` (count), e.g. ``backbone.describe_stitch``.
+        flops (dict | callable, optional): ``id -> FLOPs`` as a count (not
+            G), or ``id -> dict(flops=..., params=...)`` (the stitch table
+            of ``flexvit_mm.analysis.stitch_table``). Overrides ``describe``.
+        params (dict | callable, optional): ``id -> parameter count``.
+            Overrides ``describe`` and ``flops``' params.
+        primary_metric (str, optional): The plotted metric; by default the
+            first of mIoU, accuracy/top1, coco/bbox_mAP, rmse, d1 present.
+            Lower-is-better metrics (rmse, abs_rel, ...) are handled.
+
+    Returns:
+        list[dict]: The rows, by stitch id: ``id``, ``route``, ``kind``,
+        ``gflops``, ``params``, ``pareto`` and every metric.
+    """
+    os.makedirs(work_dir, exist_ok=True)
+    ids = sorted(results)
+    rows: List[dict] = []
+    metric_names: List[str] = []
+    for stitch_id in ids:
+        for name, value in results[stitch_id].items():
+            if name not in metric_names and _scalar(value) is not None:
+                metric_names.append(name)
+
+    for stitch_id in ids:
+        if describe is None:
+            info = {}
+        elif callable(describe) and not hasattr(describe, 'get'):
+            info = dict(describe(stitch_id) or {})
+        else:
+            info = dict(describe.get(stitch_id, {}) or {})
+        gflops = _lookup(flops, stitch_id, 'flops')
+        gflops = gflops / 1e9 if gflops is not None else None
+        if gflops is None and _scalar(info.get('gflops')) is not None:
+            gflops = _scalar(info['gflops'])
+        if gflops is None and _scalar(info.get('flops')) is not None:
+            gflops = _scalar(info['flops']) / 1e9
+        n_params = _lookup(params, stitch_id, 'params')
+        if n_params is None:
+            n_params = _lookup(flops, stitch_id, 'params')
+        if n_params is None and _scalar(info.get('params')) is not None:
+            n_params = _scalar(info['params'])
+        row = dict(
+            id=int(stitch_id),
+            route=str(info.get('route', '')),
+            kind=str(info.get('kind', '')),
+            gflops=gflops,
+            params=int(n_params) if n_params is not None else None,
+            pareto=False)
+        for name, value in results[stitch_id].items():
+            row[name] = _json_safe(value)
+        rows.append(row)
+
+    primary = (choose_primary_metric(metric_names, primary_metric)
+               if metric_names else None)
+    lower = primary is not None and lower_is_better(primary)
+    have_flops = bool(rows) and all(r['gflops'] is not None for r in rows)
+    if primary is not None and have_flops:
+        front = set(pareto_front(
+            [(r['id'], r['gflops'], r[primary]) for r in rows
+             if r[primary] is not None], lower_better=lower))
+        for row in rows:
+            row['pareto'] = row['id'] in front
+
+    # JSON
+    with open(osp.join(work_dir, 'stitches.json'), 'w') as f:
+        json.dump(rows, f, indent=1, allow_nan=False)
+    # CSV (scalar columns only)
+    columns = ['id', 'route', 'kind', 'gflops', 'params', 'pareto'
+               ] + metric_names
+    with open(osp.join(work_dir, 'stitches.csv'), 'w', newline='') as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow(
+                ['' if row.get(c) is None else row.get(c) for c in columns])
+
+    _print_table(rows, metric_names, primary, lower)
+    _plot(rows, primary, lower, have_flops,
+          osp.join(work_dir, 'stitches_pareto.png'))
+    return rows
+
+
+def _print_table(rows, metric_names, primary, lower):
+    header = ['id', 'kind', 'route', 'GFLOPs', 'params(M)'] + metric_names
+    if primary is not None and any(r['pareto'] for r in rows):
+        header.append('pareto')
+    lines = []
+    for row in rows:
+        cells = [
+            str(row['id']), row['kind'] or '-', row['route'] or '-',
+            _format(row['gflops']),
+            _format(row['params'] / 1e6 if row['params'] is not None
+                    else None),
+        ] + [_format(_scalar(row.get(m)), 4) for m in metric_names]
+        if header[-1] == 'pareto':
+            cells.append('*' if row['pareto'] else '')
+        lines.append(cells)
+    widths = [max(len(header[i]), *(len(c[i]) for c in lines))
+              if lines else len(header[i]) for i in range(len(header))]
+    numeric = {0, 3, 4} | set(range(5, 5 + len(metric_names)))
+
+    def fmt(cells):
+        return ' | '.join(
+            c.rjust(w) if i in numeric else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    rule = '-+-'.join('-' * w for w in widths)
+    text = [fmt(header), rule] + [fmt(c) for c in lines]
+    title = f'Stitch sweep: {len(rows)} stitches'
+    if primary is not None:
+        title += (f'; primary metric {primary} '
+                  f'({"lower" if lower else "higher"} is better)')
+    print_log('\n'.join([title] + text), logger='current')
+
+
+def _plot(rows, primary, lower, have_flops, path):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 5.5), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    points = [r for r in rows
+              if primary is not None and _scalar(r.get(primary)) is not None]
+    xkey = 'gflops' if have_flops else 'id'
+    if points:
+        xs = [r[xkey] for r in points]
+        ys = [_scalar(r[primary]) for r in points]
+        ax.scatter(xs, ys, s=18, color='tab:blue', alpha=0.6,
+                   label=f'stitches ({len(points)})')
+        if have_flops:
+            front = sorted((r for r in points if r['pareto']),
+                           key=lambda r: r['gflops'])
+            if front:
+                ax.plot([r['gflops'] for r in front],
+                        [_scalar(r[primary]) for r in front], '-o',
+                        color='tab:red', markersize=5,
+                        label=f'Pareto frontier ({len(front)})')
+                for r in front:
+                    ax.annotate(str(r['id']),
+                                (r['gflops'], _scalar(r[primary])),
+                                textcoords='offset points', xytext=(3, 4),
+                                fontsize=7, color='tab:red')
+        else:
+            for r in points:
+                ax.annotate(str(r['id']), (r['id'], _scalar(r[primary])),
+                            textcoords='offset points', xytext=(3, 4),
+                            fontsize=6)
+        ax.legend(loc='best', fontsize=8)
+    else:
+        ax.text(0.5, 0.5, 'no scalar metric to plot', ha='center',
+                va='center', transform=ax.transAxes)
+    if have_flops:
+        ax.set_xlabel('GFLOPs')
+        ax.set_title('Stitches: accuracy vs cost')
+    else:
+        ax.set_xlabel('stitch id')
+        ax.set_title('Stitches (GFLOPs unknown: plotted against stitch id)')
+        print_log(
+            'Stitch report: no FLOPs given, so stitches_pareto.png plots '
+            'the metric against the stitch id and marks no Pareto frontier.',
+            logger='current')
+    if primary is not None:
+        ax.set_ylabel(f'{primary} ({"lower" if lower else "higher"} is '
+                      'better)')
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)

@@ -1,0 +1,369 @@
+"""SN-Netv2: two pretrained ViTs stitched into one flexible backbone.
+
+"Stitched ViTs are Flexible Vision Backbones" (arXiv 2307.00154). The
+anchors are timm ViTs (e.g. DeiT-III S and L) built from their names, with
+timm's own blocks; what this module adds is the routing between them, the
+stitching layers and the dense outputs. The stitching space (ids, routes,
+shared layers) lives in :mod:`flexvit_mm.models.stitching.space`.
+"""
+import os.path as osp
+from typing import List, Optional, Sequence
+
+import torch
+import torch.nn as nn
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+from mmengine.registry import MODELS
+
+from ..stitching.least_squares import NormalEquations
+from ..stitching.space import LARGE, SMALL, Route, StitchingSpace
+from ..stitching.stitching_layer import StitchingLayer
+
+ANCHOR_WEIGHTS_HINT = (
+    'DeiT-III weights: the official deit_3_{small,base,large}_224_21k.pth '
+    'from the facebookresearch/deit README, or timm\'s '
+    'deit3_*_patch16_224.fb_in22k_ft_in1k model.safetensors from the '
+    'Hugging Face hub.')
+
+
+def load_anchor_state_dict(path):
+    """Read an anchor checkpoint: timm ``.safetensors``/``.pth`` or an
+    official DeiT-III ``.pth`` (``{'model': ...}``).
+
+    Raises:
+        FileNotFoundError: naming the path and where to get the weights.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(
+            f'Anchor weight file {path!r} does not exist. {ANCHOR_WEIGHTS_HINT}'
+            ' Download it, or set checkpoint=None to start from random '
+            'weights.')
+    if path.endswith('.safetensors'):
+        from safetensors.torch import load_file
+        return load_file(path)
+    state = torch.load(path, map_location='cpu', weights_only=True)
+    for key in ('model', 'state_dict'):
+        if isinstance(state, dict) and key in state and isinstance(
+                state[key], dict):
+            state = state[key]
+    return state
+
+
+def build_anchor(model_name: str, checkpoint: Optional[str] = None,
+                 **kwargs) -> nn.Module:
+    """A timm ViT anchor, optionally with local weights.
+
+    Args:
+        model_name (str): A timm ViT name, e.g. ``deit3_small_patch16_224``.
+        checkpoint (str, optional): Local weight file; the position
+            embeddings are resampled to the anchor's input size and
+            DeiT-III's ``gamma_1/2`` are mapped to timm's LayerScale.
+        **kwargs: timm model arguments (``img_size``, ``drop_path_rate``,
+            ``num_classes``, ``dynamic_img_size``, ...).
+    """
+    import timm
+    from timm.models.vision_transformer import (VisionTransformer,
+                                                checkpoint_filter_fn)
+    anchor = timm.create_model(model_name, pretrained=False, **kwargs)
+    if not isinstance(anchor, VisionTransformer):
+        raise TypeError(f'{model_name!r} is a {type(anchor).__name__}; '
+                        'SN-Netv2 anchors must be timm VisionTransformers.')
+    if checkpoint is not None:
+        state = checkpoint_filter_fn(
+            load_anchor_state_dict(checkpoint), anchor,
+            adapt_layer_scale=True)
+        if not isinstance(anchor.head, nn.Linear):  # no classifier wanted
+            state = {k: v for k, v in state.items()
+                     if not k.startswith('head.')}
+        missing, unexpected = anchor.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ValueError(
+                f'{checkpoint!r} does not fit the anchor {model_name!r}: '
+                f'missing keys {missing[:8]}, unexpected keys '
+                f'{unexpected[:8]}. Is it a checkpoint of another model?')
+        print_log(f'Loaded anchor {model_name} from {checkpoint}',
+                  logger='current')
+    return anchor
+
+
+@MODELS.register_module()
+class SNNetv2(BaseModule):
+    """Stitched ViT backbone (SN-Netv2) for classification and dense tasks.
+
+    Holds two anchors of one family (anchor 0 the shallower/narrower one)
+    and the stitching layers between them. The network runs one route
+    ("stitch") at a time:
+
+    - in ``eval()`` mode the stitch chosen with :meth:`set_stitch`
+      (``stitch_id`` at construction);
+    - in ``train()`` mode the stitch set for the current iteration with
+      :meth:`set_train_stitch` (by the sampling hook), or the eval stitch if
+      none was set.
+
+    Args:
+        anchors (Sequence[dict]): Two anchor configs, each with
+            ``model_name`` (timm), optional ``checkpoint`` (a local file)
+            and timm arguments such as ``img_size`` or ``drop_path_rate``.
+        mode (str): ``'v2'`` (SL, LS, LSL, SLS routes) or ``'v1'`` (SL
+            only). Defaults to ``'v2'``.
+        lora_rank (int): Rank r of the low-rank update of the stitching
+            layers; 0 gives v1's fully trainable linear layers.
+            Defaults to 0.
+        stitch_id (int): The stitch used in eval mode. Defaults to 0 (the
+            first anchor alone).
+        out_indices (Sequence[int], optional): Dense mode: the blocks of the
+            large anchor whose outputs are returned. Features of
+            small-anchor blocks stand in for them through the S->L stitching
+            layers, so every stitch returns ``len(out_indices)`` maps of
+            the large width at stride 16. None (default) means
+            classification: the route's last anchor's norm and head give
+            the logits.
+        output_cls_token (bool): Dense mode: return ``[map, cls_token]``
+            pairs instead of maps (for DPT's readout). Defaults to False.
+        num_classes (int, optional): Classification: classes of both
+            anchors' heads. Defaults to the timm model's.
+        init_cfg (dict, optional): mmengine initialisation config, e.g.
+            ``dict(type='Pretrained', checkpoint=...)`` for a whole
+            converted SN-Netv2 checkpoint.
+    """
+
+    def __init__(self,
+                 anchors: Sequence[dict],
+                 mode: str = 'v2',
+                 lora_rank: int = 0,
+                 stitch_id: int = 0,
+                 out_indices: Optional[Sequence[int]] = None,
+                 output_cls_token: bool = False,
+                 num_classes: Optional[int] = None,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        if len(anchors) != 2:
+            raise ValueError(f'SN-Netv2 needs two anchors, got '
+                             f'{len(anchors)}.')
+        self.dense = out_indices is not None
+        built = []
+        for cfg in anchors:
+            cfg = dict(cfg)
+            if self.dense:
+                # Dense inputs have any size: resample the position
+                # embeddings per input; no classifier.
+                cfg.update(num_classes=0, dynamic_img_size=True)
+            elif num_classes is not None:
+                cfg['num_classes'] = num_classes
+            built.append(build_anchor(**cfg))
+        self.anchors = nn.ModuleList(built)
+        depths = [len(a.blocks) for a in self.anchors]
+        if depths[0] > depths[1]:
+            raise ValueError(
+                f'The first anchor must be the shallower one; got depths '
+                f'{depths}. Swap the two anchor configs.')
+        names = [cfg['model_name'] for cfg in anchors]
+        self.space = StitchingSpace(depths, mode=mode)
+        self.lora_rank = lora_rank
+        widths = [a.embed_dim for a in self.anchors]
+        self.stitch_layers = nn.ModuleList([
+            nn.ModuleList([
+                StitchingLayer(widths[SMALL], widths[LARGE], lora_rank)
+                for _ in range(self.space.num_layers[SMALL])
+            ]),
+            nn.ModuleList([
+                StitchingLayer(widths[LARGE], widths[SMALL], lora_rank)
+                for _ in range(self.space.num_layers[LARGE])
+            ]),
+        ])
+        self.anchor_names = names
+        self.output_cls_token = output_cls_token
+        self.out_indices = tuple(out_indices) if self.dense else ()
+        if self.dense:
+            for j in self.out_indices:
+                if not 0 <= j < depths[LARGE]:
+                    raise ValueError(
+                        f'out_indices {tuple(out_indices)} must be blocks of '
+                        f'the large anchor, 0..{depths[LARGE] - 1}.')
+        self._feature_plans = {}
+        self._stitch_id = self.space.check_id(stitch_id)
+        self._train_stitch_id: Optional[int] = None
+
+    # ------------------------------------------------------------ stitches
+    @property
+    def stitch_ids(self):
+        """All valid stitch ids."""
+        return self.space.stitch_ids
+
+    @property
+    def stitch_id(self) -> int:
+        """The stitch used in eval mode."""
+        return self._stitch_id
+
+    def set_stitch(self, stitch_id: int) -> None:
+        """Choose the stitch used in eval mode (ValueError for an unknown
+        id, naming the valid ones)."""
+        self._stitch_id = self.space.check_id(stitch_id)
+
+    def set_train_stitch(self, stitch_id: Optional[int]) -> None:
+        """Choose the stitch trained in the next iterations (None: train
+        the eval stitch)."""
+        self._train_stitch_id = None if stitch_id is None else \
+            self.space.check_id(stitch_id)
+
+    @property
+    def active_stitch_id(self) -> int:
+        if self.training and self._train_stitch_id is not None:
+            return self._train_stitch_id
+        return self._stitch_id
+
+    def describe_stitch(self, stitch_id: int) -> dict:
+        """id, kind, route and the parameters the stitch actually uses."""
+        route = self.space[stitch_id]
+        return dict(id=route.id, kind=route.kind, route=route.name,
+                    params=self.stitch_params(stitch_id))
+
+    def stitch_params(self, stitch_id: int) -> int:
+        """Parameters a stitch uses: its blocks, stitching layers, the
+        first anchor's embeddings and (classification) the last anchor's
+        norm and head; for dense outputs also the S->L layers that project
+        small-anchor features."""
+        route = self.space[stitch_id]
+        used = set()
+
+        def add(module):
+            used.update(id(p) for p in module.parameters())
+
+        first = self.anchors[route.first_anchor]
+        add(first.patch_embed)
+        for name in ('cls_token', 'pos_embed', 'reg_token'):
+            if getattr(first, name, None) is not None:
+                used.add(id(getattr(first, name)))
+        for seg in route.segments:
+            for block in self.anchors[seg.anchor].blocks[seg.first:seg.last
+                                                         + 1]:
+                add(block)
+        for front, index in route.layers:
+            add(self.stitch_layers[front][index])
+        if self.dense:
+            for segment_index, anchor, block in self._feature_plan(route):
+                if anchor == SMALL:
+                    add(self.stitch_layers[SMALL][block])
+        else:
+            last = self.anchors[route.last_anchor]
+            add(last.norm)
+            add(last.fc_norm)
+            add(last.head)
+        return sum(p.numel() for p in self.parameters() if id(p) in used)
+
+    # ------------------------------------------------------------- forward
+    def _embed(self, anchor, x):
+        x = anchor.patch_embed(x)
+        x = anchor._pos_embed(x)
+        x = anchor.patch_drop(x)
+        return anchor.norm_pre(x)
+
+    def _feature_plan(self, route: Route):
+        """Which (segment, anchor, block) emits each dense output: a large
+        out index j comes from large block j or, when the route runs the
+        small anchor there, from small block m(j)."""
+        if route.id not in self._feature_plans:
+            plan = []
+            for j in self.out_indices:
+                for index, seg in enumerate(route.segments):
+                    block = j if seg.anchor == LARGE else \
+                        self.space.small_block_of(j)
+                    if seg.first <= block <= seg.last:
+                        plan.append((index, seg.anchor, block))
+                        break
+                else:  # cannot happen for a well-formed space
+                    raise RuntimeError(
+                        f'Route {route.name} does not cover block {j}.')
+            self._feature_plans[route.id] = plan
+        return self._feature_plans[route.id]
+
+    def _to_output(self, tokens, grid):
+        prefix = self.anchors[LARGE].num_prefix_tokens
+        batch, _, channels = tokens.shape
+        feature = tokens[:, prefix:].reshape(batch, *grid, channels)
+        feature = feature.permute(0, 3, 1, 2).contiguous()
+        if self.output_cls_token:
+            return [feature, tokens[:, 0]]
+        return feature
+
+    def forward(self, x: torch.Tensor):
+        route = self.space[self.active_stitch_id]
+        first = self.anchors[route.first_anchor]
+        grid = first.patch_embed.dynamic_feat_size(x.shape[-2:]) \
+            if self.dense else None
+        x = self._embed(first, x)
+        plan = self._feature_plan(route) if self.dense else []
+        outs = {}
+        layers = list(route.layers) + [None]
+        for index, (seg, layer) in enumerate(zip(route.segments, layers)):
+            blocks = self.anchors[seg.anchor].blocks
+            wanted = {block: k for k, (s, _, block) in enumerate(plan)
+                      if s == index}
+            for block in range(seg.first, seg.last + 1):
+                x = blocks[block](x)
+                if block in wanted:
+                    feature = x if seg.anchor == LARGE else \
+                        self.stitch_layers[SMALL][block](x)
+                    outs[wanted[block]] = feature
+            if layer is not None:
+                x = self.stitch_layers[layer[0]][layer[1]](x)
+        if self.dense:
+            return tuple(
+                self._to_output(outs[k], grid) for k in range(len(plan)))
+        last = self.anchors[route.last_anchor]
+        return (last.forward_head(last.norm(x)), )
+
+    # ------------------------------------------------------- layer-wise
+    def block_features(self, x: torch.Tensor) -> List[List[torch.Tensor]]:
+        """Every block output of both anchors (for the least-squares init of
+        the stitching layers)."""
+        features = []
+        for anchor in self.anchors:
+            tokens = self._embed(anchor, x)
+            outputs = []
+            for block in anchor.blocks:
+                tokens = block(tokens)
+                outputs.append(tokens)
+            features.append(outputs)
+        return features
+
+    @torch.no_grad()
+    def fit_stitching_layers(self, images) -> int:
+        """Initialise every stitching layer by least squares.
+
+        Each layer maps the output of its source block to the output of its
+        target block (:meth:`StitchingSpace.layer_fits`), fitted over every
+        token of every image. The normal equations are streamed over the
+        batches (memory O(d^2), not O(tokens x d)), summed over all ranks
+        and solved in float64, so every rank ends with the same weights.
+        The low-rank updates start from zero, i.e. at the solution.
+
+        Args:
+            images (Iterable[torch.Tensor]): Batches of preprocessed images.
+
+        Returns:
+            int: The number of images used on this rank.
+        """
+        widths = [a.embed_dim for a in self.anchors]
+        fits = self.space.layer_fits()
+        equations = {(f.front, f.layer): NormalEquations(
+            widths[f.front], widths[1 - f.front]) for f in fits}
+        was_training = self.training
+        self.eval()  # fit on deterministic features (no drop-path)
+        count = 0
+        try:
+            for batch in images:
+                features = self.block_features(batch)
+                for f in fits:
+                    equations[(f.front, f.layer)].update(
+                        features[f.front][f.source_block],
+                        features[1 - f.front][f.target_block])
+                count += batch.shape[0]
+        finally:
+            self.train(was_training)
+        for (front, index), eq in equations.items():
+            eq.all_reduce()
+            weight, bias = eq.solve()
+            self.stitch_layers[front][index].init_from_least_squares(
+                weight, bias)
+        return count
