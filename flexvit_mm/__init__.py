@@ -10,6 +10,6 @@ from .version import __version__
 
 compat.apply_all()
 
-from . import models  # noqa: E402,F401  (registers the modules)
+from . import engine, models  # noqa: E402,F401  (registers the modules)
 
 __all__ = ['__version__']

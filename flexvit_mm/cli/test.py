@@ -24,6 +24,24 @@ def parse_args(argv=None):
         '--show-dir', help='save images painted with the predictions here')
     parser.add_argument(
         '--tta', action='store_true', help='test-time augmentation')
+    parser.add_argument(
+        '--stitch-id',
+        help='stitched backbones (SN-Netv2): the stitch(es) to evaluate: an '
+        'id, a list "3,12,80" (ranges "2-12" too) or "all". The test set is '
+        'read once and every stitch is evaluated on each batch; the per-'
+        'stitch table is printed and written to WORK_DIR/stitches.{json,csv}'
+        ' with a metric-vs-GFLOPs plot stitches_pareto.png')
+    parser.add_argument(
+        '--flops-shape',
+        type=int,
+        nargs=2,
+        metavar=('H', 'W'),
+        help='input size at which the stitches\' GFLOPs are counted for the '
+        'report (default: the first anchor\'s img_size)')
+    parser.add_argument(
+        '--no-flops',
+        action='store_true',
+        help='do not count GFLOPs for the stitch report')
     add_common_args(parser)
     args = parser.parse_args(argv)
     export_local_rank(args)
@@ -53,11 +71,54 @@ def build_test_config(args):
     if args.tta:
         enable_tta(cfg, toolbox)
     if args.out:
+        if args.stitch_id is not None:
+            raise UserInputError(
+                '--out saves the predictions of one model; with --stitch-id '
+                'the per-stitch metrics go to WORK_DIR/stitches.json. Drop '
+                '--out, or run once per stitch.')
         check_out(toolbox, args.out)
         configure_out(cfg, toolbox, args.out)
+    if args.stitch_id is not None:
+        if args.show_dir and (args.stitch_id == 'all' or ',' in
+                              args.stitch_id or '-' in args.stitch_id):
+            raise UserInputError(
+                '--show-dir paints one model\'s predictions: give a single '
+                '--stitch-id with it.')
+        cfg.test_cfg = dict(
+            type='StitchSweepTestLoop', stitch_ids=args.stitch_id,
+            fp16=cfg.get('test_cfg', {}).get('fp16', False))
     apply_cfg_options(cfg, args)
     resolve_work_dir(cfg, args, args.config)
     return cfg, toolbox
+
+
+def _prepare_stitch_sweep(runner, args):
+    """Check the ids against the model (a clear error before any data is
+    read) and give the sweep the per-stitch GFLOPs table."""
+    import os.path as osp
+
+    from mmengine.dist import broadcast_object_list, get_dist_info
+
+    from ..analysis.stitch_table import load_or_compute_stitch_table
+    from ..models.stitching.selection import (find_stitched_backbone,
+                                              parse_stitch_ids)
+    try:
+        backbone = find_stitched_backbone(runner.model)
+        parse_stitch_ids(args.stitch_id, backbone.stitch_ids)
+    except (TypeError, ValueError) as error:
+        raise UserInputError(f'--stitch-id {args.stitch_id}: {error}')
+    if args.no_flops:
+        return
+    shape = tuple(args.flops_shape or
+                  backbone.anchors[0].patch_embed.img_size)
+    table = [None]
+    if get_dist_info()[0] == 0:
+        table[0] = load_or_compute_stitch_table(
+            backbone, shape,
+            osp.join(runner.work_dir,
+                     f'stitch_flops_{shape[0]}x{shape[1]}.json'))
+    broadcast_object_list(table)
+    runner._test_loop['flops'] = table[0]
 
 
 def main(argv=None):
@@ -70,6 +131,8 @@ def main(argv=None):
     runner = build_runner(cfg)
     if args.out:
         attach_out(runner, toolbox, args.out)
+    if args.stitch_id is not None:
+        _prepare_stitch_sweep(runner, args)
     metrics = runner.test()
     finish_distributed()
     return metrics

@@ -303,6 +303,8 @@ def _scalar(value):
 
 
 def _json_safe(value):
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
     scalar = _scalar(value)
     if scalar is not None:
         return scalar if math.isfinite(scalar) else None
@@ -381,6 +383,8 @@ def _format(value, digits=2):
     if value is None:
         return '-'
     if isinstance(value, float):
+        if value != 0 and abs(value) < 10**-digits:
+            return f'{value:.{digits}g}'
         return f'{value:.{digits}f}'
     return str(value)
 
@@ -498,7 +502,7 @@ def _print_table(rows, metric_names, primary, lower):
             _format(row['gflops']),
             _format(row['params'] / 1e6 if row['params'] is not None
                     else None),
-        ] + [_format(_scalar(row.get(m)), 4) for m in metric_names]
+        ] + [_format(row.get(m), 4) for m in metric_names]
         if header[-1] == 'pareto':
             cells.append('*' if row['pareto'] else '')
         lines.append(cells)
@@ -548,7 +552,7 @@ def _plot(rows, primary, lower, have_flops, path):
                                 (r['gflops'], _scalar(r[primary])),
                                 textcoords='offset points', xytext=(3, 4),
                                 fontsize=7, color='tab:red')
-        else:
+        elif len(points) <= 40:  # more labels would overlap
             for r in points:
                 ax.annotate(str(r['id']), (r['id'], _scalar(r[primary])),
                             textcoords='offset points', xytext=(3, 4),

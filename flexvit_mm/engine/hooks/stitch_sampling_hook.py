@@ -7,7 +7,9 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 
-from ...analysis.stitch_table import load_or_compute_stitch_table
+from ...analysis.stitch_table import (load_or_compute_stitch_table,
+                                      stitch_table_key)
+from ...models.stitching.convert import IncompatibleCheckpointError
 from ...models.stitching.sampler import FlopsGroupedSampler
 from ...models.stitching.selection import find_stitched_backbone
 
@@ -87,10 +89,32 @@ class StitchSamplingHook(Hook):
     def after_train(self, runner) -> None:
         find_stitched_backbone(runner.model).set_train_stitch(None)
 
+    def _space_key(self, runner):
+        backbone = find_stitched_backbone(runner.model)
+        return stitch_table_key(backbone, self._input_shape(backbone))
+
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         if self.sampler is not None:
-            checkpoint.setdefault('meta', {})['stitch_sampler'] = \
-                self.sampler.state_dict()
+            meta = checkpoint.setdefault('meta', {})
+            meta['stitch_sampler'] = self.sampler.state_dict()
+            meta['stitch_space'] = self._space_key(runner)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        self._loaded_state = checkpoint.get('meta', {}).get('stitch_sampler')
+        meta = checkpoint.get('meta', {})
+        self._loaded_state = meta.get('stitch_sampler')
+        saved = meta.get('stitch_space')
+        if not runner._resume or saved is None:
+            return
+        # Checked before the weights load, so that a checkpoint of another
+        # stitched pair fails here, clearly, not in the optimizer state.
+        current = self._space_key(runner)
+        differences = [
+            f'{key}: checkpoint {saved.get(key)}, config {value}'
+            for key, value in current.items() if saved.get(key) != value
+        ]
+        if differences:
+            raise IncompatibleCheckpointError(
+                'Cannot resume: the checkpoint was trained with another '
+                'stitched pair (' + '; '.join(differences) + '). Resume '
+                'with the config it was trained with, or start a new run '
+                'in another --work-dir.')

@@ -50,7 +50,7 @@ def load_anchor_state_dict(path):
 
 
 def build_anchor(model_name: str, checkpoint: Optional[str] = None,
-                 **kwargs) -> nn.Module:
+                 constant_drop_path: bool = False, **kwargs) -> nn.Module:
     """A timm ViT anchor, optionally with local weights.
 
     Args:
@@ -58,16 +58,24 @@ def build_anchor(model_name: str, checkpoint: Optional[str] = None,
         checkpoint (str, optional): Local weight file; the position
             embeddings are resampled to the anchor's input size and
             DeiT-III's ``gamma_1/2`` are mapped to timm's LayerScale.
+        constant_drop_path (bool): Give every block the same drop-path rate
+            ``drop_path_rate`` (DeiT-III's and SN-Netv2's recipe) instead of
+            timm's linear ramp from 0. Defaults to False.
         **kwargs: timm model arguments (``img_size``, ``drop_path_rate``,
             ``num_classes``, ``dynamic_img_size``, ...).
     """
     import timm
     from timm.models.vision_transformer import (VisionTransformer,
                                                 checkpoint_filter_fn)
+    from timm.layers import DropPath
     anchor = timm.create_model(model_name, pretrained=False, **kwargs)
     if not isinstance(anchor, VisionTransformer):
         raise TypeError(f'{model_name!r} is a {type(anchor).__name__}; '
                         'SN-Netv2 anchors must be timm VisionTransformers.')
+    if constant_drop_path:
+        for module in anchor.modules():
+            if isinstance(module, DropPath):
+                module.drop_prob = kwargs.get('drop_path_rate', 0.)
     if checkpoint is not None:
         state = checkpoint_filter_fn(
             load_anchor_state_dict(checkpoint), anchor,

@@ -12,6 +12,10 @@ from typing import Dict
 
 import torch
 
+class IncompatibleCheckpointError(ValueError):
+    """A checkpoint made for other anchors, depths, widths or ranks."""
+
+
 _STITCH = re.compile(r'^stitch_layers\.(\d+)\.(\d+)\.transform\.(\w+)$')
 
 
@@ -42,7 +46,7 @@ def convert_official_snnetv2(official: Dict[str, torch.Tensor],
         accepts.
 
     Raises:
-        ValueError: naming what differs (anchor depth or width, LoRA rank,
+        IncompatibleCheckpointError: naming what differs (anchor depth or width, LoRA rank,
             missing or unexpected keys).
     """
     official = official.get('model', official)
@@ -65,7 +69,7 @@ def convert_official_snnetv2(official: Dict[str, torch.Tensor],
             f'{checkpoint_rank}; the config has lora_rank='
             f'{backbone.lora_rank}')
     if problems:
-        raise ValueError(
+        raise IncompatibleCheckpointError(
             'This SN-Netv2 checkpoint was made for other anchors or ranks: ' +
             '; '.join(problems) + '. Use the config of the same anchor pair '
             'and rank (e.g. configs/cls/snnetv2_deit3-s-l_in1k.py for '
@@ -90,7 +94,7 @@ def convert_official_snnetv2(official: Dict[str, torch.Tensor],
     wrong = [k for k in set(expected) & set(converted)
              if expected[k].shape != converted[k].shape]
     if missing or unexpected or wrong:
-        raise ValueError(
+        raise IncompatibleCheckpointError(
             f'The converted checkpoint does not fit the model: missing '
             f'{missing[:6]}, unexpected {unexpected[:6]}, shape mismatch '
             f'{sorted(wrong)[:6]}.')
