@@ -328,3 +328,47 @@ def test_stitch_params_count_what_the_route_uses():
                              for p in b.parameters()) +
                         sum(p.numel() for b in model.anchors[0].blocks[1:11]
                             for p in b.parameters()))
+
+
+def test_converter_tool_writes_a_loadable_checkpoint(tmp_path):
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, init_default_scope
+
+    from .conftest import CONFIGS, run_tool
+    config = tmp_path / 'narrow_s_l.py'
+    anchors = [
+        dict(model_name=TIMM[k], img_size=IMG, embed_dim=NARROW[k][0],
+             depth=NARROW[k][1], num_heads=NARROW[k][2]) for k in 'sl'
+    ]
+    base = osp.join(CONFIGS, '..', '..', 'configs', 'cls',
+                    'snnetv2_deit3-s-l_in1k.py')
+    config.write_text(
+        f"_base_ = [{base!r}]\n"
+        f"model = dict(backbone=dict(anchors={anchors!r}, lora_rank=4, "
+        f"num_classes={CLASSES}))\n")
+    src = str(tmp_path / 'snnetv2_deit3_s_l.pth')
+    checkpoint = official_checkpoint('sl', 4)
+    torch.save(checkpoint, src)
+    dst = str(tmp_path / 'converted.pth')
+    run_tool('tools/model_converters/snnetv2_to_flexvit.py', str(config),
+             src, dst)
+    cfg = Config.fromfile(str(config))
+    init_default_scope('mmpretrain')
+    model = MODELS.build(cfg.model).eval()
+    state = torch.load(dst, map_location='cpu')['state_dict']
+    model.load_state_dict(state, strict=True)
+    model.backbone.set_stitch(25)
+    images = torch.randn(1, 3, IMG, IMG)
+    configs = json.load(open(OFFICIAL))['12/24']['configs']
+    with torch.no_grad():
+        torch.testing.assert_close(
+            model(images, mode='tensor'),
+            ref_forward(checkpoint, configs[25], images, [2, 2], 4),
+            rtol=1e-4, atol=1e-5)
+    # Other rank: refused, naming both, and nothing written.
+    torch.save(official_checkpoint('sl', 3), src)
+    proc = run_tool('tools/model_converters/snnetv2_to_flexvit.py',
+                    str(config), src, str(tmp_path / 'other.pth'),
+                    expect_ok=False)
+    assert proc.returncode == 2 and 'LoRA rank 3' in proc.stderr
+    assert not osp.exists(tmp_path / 'other.pth')

@@ -1,6 +1,7 @@
-"""``make demo`` / ``tools/demo.py``: generate a mini ADE20K, train on it
-with ``tools/train.py``, evaluate with ``tools/test.py`` and print the
-metrics next to the chance level."""
+"""``make demo`` / ``tools/demo.py``: generate a mini ImageNet, train a tiny
+stitched ViT pair on it with ``tools/train.py``, evaluate every stitch with
+``tools/test.py --stitch-id all`` (table, JSON/CSV, Pareto plot) and print
+the accuracy range next to the chance level."""
 import argparse
 import glob
 import json
@@ -11,12 +12,12 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-DEMO_CONFIG = 'configs/demo/fcn_r18-tiny_400i_synthetic-ade20k.py'
-DEMO_DATA = 'data/demo/ade'
-DEMO_SIZES = dict(num_train=200, num_val=40, img_size=(96, 96), seed=0)
+DEMO_CONFIG = 'configs/demo/snnetv2_tiny_600i_synthetic-imagenet.py'
+DEMO_DATA = 'data/demo/imagenet'
+DEMO_CLASSES = 10
+DEMO_SIZES = dict(num_train=60, num_val=10, img_size=(48, 48),
+                  num_classes=DEMO_CLASSES, seed=0)
 _COMPLETE = '.flexvit-mm-complete'
 
 
@@ -26,35 +27,21 @@ def ensure_demo_data(out=DEMO_DATA):
     It is written to a temporary folder and moved into place when complete,
     so an interrupted run never leaves a half-written dataset behind.
     """
-    from ..datasets.synthetic import make_ade20k
-    root = osp.join(out, 'ADEChallengeData2016')
-    if osp.isfile(osp.join(root, _COMPLETE)):
-        print(f'Reusing the demo dataset in {root}')
-        return root
-    if osp.exists(root):
+    from ..datasets.synthetic import make_imagenet
+    if osp.isfile(osp.join(out, _COMPLETE)):
+        print(f'Reusing the demo dataset in {out}')
+        return out
+    if osp.exists(out):
         raise RuntimeError(
-            f'{root} exists but was not completed by the demo; remove it to '
+            f'{out} exists but was not completed by the demo; remove it to '
             'let the demo generate it again.')
     staging = out + '.partial'
     shutil.rmtree(staging, ignore_errors=True)
-    make_ade20k(staging, **DEMO_SIZES)
-    open(osp.join(staging, 'ADEChallengeData2016', _COMPLETE), 'w').close()
-    os.makedirs(out, exist_ok=True)
-    os.rename(osp.join(staging, 'ADEChallengeData2016'), root)
-    shutil.rmtree(staging)
-    return root
-
-
-def majority_class_accuracy(root):
-    """Pixel accuracy of always predicting the most frequent class: the
-    chance level the demo's aAcc is compared with."""
-    import cv2
-    counts = np.zeros(256)
-    for path in glob.glob(osp.join(root, 'annotations', 'validation',
-                                   '*.png')):
-        counts += np.bincount(cv2.imread(path, 0).ravel(), minlength=256)
-    valid = counts[1:151]
-    return 100 * valid.max() / valid.sum()
+    make_imagenet(staging, **DEMO_SIZES)
+    open(osp.join(staging, _COMPLETE), 'w').close()
+    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+    os.rename(staging, out)
+    return out
 
 
 def _run(args):
@@ -77,17 +64,22 @@ def main(argv=None):
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
         checkpoint = f.read().strip()
     test_dir = osp.join(work_dir, 'test')
-    _run(['tools/test.py', DEMO_CONFIG, checkpoint, '--work-dir', test_dir])
-    logs = sorted(glob.glob(osp.join(test_dir, '*', '[0-9]*_[0-9]*.json')))
-    with open(logs[-1]) as f:
-        metrics = json.loads(f.read().strip().splitlines()[-1])
-    chance = majority_class_accuracy(root)
-    print('\n' + '=' * 60)
+    _run(['tools/test.py', DEMO_CONFIG, checkpoint, '--work-dir', test_dir,
+          '--stitch-id', 'all'])
+    with open(osp.join(test_dir, 'stitches.json')) as f:
+        rows = json.load(f)
+    top1 = [row['accuracy/top1'] for row in rows]
+    best = max(rows, key=lambda row: row['accuracy/top1'])
+    print('\n' + '=' * 64)
     print(f'flexvit-mm demo finished in {time.time() - start:.0f} s')
     print(f'  checkpoint : {checkpoint}')
-    print(f"  mIoU       : {metrics['mIoU']:.2f}")
-    print(f"  mAcc       : {metrics['mAcc']:.2f}")
-    print(f"  aAcc       : {metrics['aAcc']:.2f}   (chance, always the "
-          f'majority class: {chance:.2f})')
-    print('=' * 60)
-    return metrics
+    print(f'  stitches   : {len(rows)}, '
+          f"{min(r['gflops'] for r in rows) * 1e3:.1f}-"
+          f"{max(r['gflops'] for r in rows) * 1e3:.1f} MFLOPs")
+    print(f'  top-1      : {min(top1):.1f}-{max(top1):.1f} % '
+          f'(chance: {100 / DEMO_CLASSES:.1f} %); best: stitch '
+          f"{best['id']} {best['route']}")
+    print(f"  table      : {osp.join(test_dir, 'stitches.csv')}")
+    print(f"  plot       : {osp.join(test_dir, 'stitches_pareto.png')}")
+    print('=' * 64)
+    return rows

@@ -1,7 +1,9 @@
-"""Runner components: loops (and hooks) for stitched backbones."""
+"""Runner components for stitched backbones, registered in mmengine's root
+registries: the training hooks and the stitch-sweep test loop."""
+from .hooks import StitchingInitHook, StitchSamplingHook
 from .stitch_sweep import StitchSweepTestLoop, write_stitch_report
 
-__all__ = ['StitchSweepTestLoop', 'write_stitch_report']
-from .hooks import StitchingInitHook, StitchSamplingHook  # noqa: E402
-
-__all__ += ['StitchingInitHook', 'StitchSamplingHook']
+__all__ = [
+    'StitchingInitHook', 'StitchSamplingHook', 'StitchSweepTestLoop',
+    'write_stitch_report'
+]

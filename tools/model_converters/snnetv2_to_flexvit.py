@@ -1,0 +1,16 @@
+"""Convert an official SN-Netv2 classification checkpoint
+(snnetv2_deit3_{s_b,s_l,b_l}.pth) for a flexvit-mm config.
+
+    python tools/model_converters/snnetv2_to_flexvit.py \
+        configs/cls/snnetv2_deit3-s-l_in1k.py snnetv2_deit3_s_l.pth \
+        checkpoints/snnetv2_deit3-s-l_in1k.pth
+
+The output loads with `load_from`, `tools/test.py CONFIG OUT` or an
+`init_cfg=dict(type='Pretrained', checkpoint=OUT)`. A checkpoint of other
+anchors or another LoRA rank is refused with what differs.
+"""
+from flexvit_mm.cli import run
+from flexvit_mm.cli.convert_snnetv2 import main
+
+if __name__ == '__main__':
+    run(main)
