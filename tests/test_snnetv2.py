@@ -151,7 +151,7 @@ def build_ours(pair, rank, **kwargs):
     return SNNetv2(anchors, lora_rank=rank, **kwargs)
 
 
-@pytest.mark.parametrize('pair,rank', [('sl', 4), ('sb', 3), ('sl', 0)])
+@pytest.mark.parametrize('pair,rank', [('sl', 64), ('sb', 3), ('sl', 0)])
 def test_converted_official_checkpoint_matches_official_forward(pair, rank):
     depths = f'{NARROW[pair[0]][1]}/{NARROW[pair[1]][1]}'
     configs = json.load(open(OFFICIAL))[depths]['configs']

@@ -163,3 +163,20 @@ def test_test_tool_evaluates_stitches_in_one_pass(synthetic, tmp_path):
                    '--cfg-options', *options, expect_ok=False)
     assert bad.returncode == 2 and 'Traceback' not in bad.stderr
     assert '0-3, 5-8' in bad.stderr and '4' in bad.stderr
+
+
+def test_stitched_segmentor_trains_and_sweeps(synthetic, tmp_path):
+    config = osp.join(CONFIGS, 'seg_snnetv2_tiny.py')
+    options = data_root_options(synthetic('ade20k'))
+    work_dir = str(tmp_path / 'work')
+    run_tool('tools/train.py', config, '--work-dir', work_dir,
+             '--no-validate', '--cfg-options', *options)
+    sweep_dir = str(tmp_path / 'sweep')
+    run_tool('tools/test.py', config, osp.join(work_dir, 'iter_4.pth'),
+             '--work-dir', sweep_dir, '--stitch-id', 'all',
+             '--flops-shape', '64', '64', '--cfg-options', *options)
+    with open(osp.join(sweep_dir, 'stitches.json')) as f:
+        rows = json.load(f)
+    assert [r['id'] for r in rows] == [0, 1, 2, 3, 5, 6, 7, 8]
+    assert all('mIoU' in r and 'aAcc' in r and r['gflops'] > 0
+               for r in rows)

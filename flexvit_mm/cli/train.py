@@ -158,7 +158,8 @@ def main(argv=None):
     from ..datasets import check_dataset_layout
     args = parse_args(argv)
     cfg = build_train_config(args)
-    check_dataset_layout(cfg)
+    # The test dataloader is not used by training.
+    check_dataset_layout(cfg, ('train_dataloader', 'val_dataloader'))
     runner = build_runner(cfg)
     model = runner.train()
     finish_distributed()

@@ -1,6 +1,4 @@
 """Least-squares initialisation of the stitching layers before training."""
-from itertools import islice
-
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
@@ -30,17 +28,25 @@ class StitchingInitHook(Hook):
         self.num_images = num_images
 
     def _batches(self, runner):
+        """Preprocessed batches of training images, spread evenly over the
+        dataset. Read from the dataset itself, not through the training
+        dataloader: iterating (and abandoning) that would consume, or with
+        an InfiniteSampler even close, the sampler the training loop uses.
+        """
         model = runner.model.module if hasattr(runner.model, 'module') \
             else runner.model
-        seen = 0
-        for data in islice(iter(runner.train_dataloader),
-                           self.num_images):
-            inputs = model.data_preprocessor(data, True)['inputs']
-            take = min(inputs.shape[0], self.num_images - seen)
-            yield inputs[:take]
-            seen += take
-            if seen >= self.num_images:
-                return
+        loader = runner.train_dataloader
+        dataset = loader.dataset
+        count = min(self.num_images, len(dataset))
+        indices = sorted({
+            round(i * (len(dataset) - 1) / max(count - 1, 1))
+            for i in range(count)
+        })
+        batch_size = loader.batch_size or 2
+        for start in range(0, len(indices), batch_size):
+            samples = [dataset[i] for i in indices[start:start + batch_size]]
+            data = loader.collate_fn(samples)
+            yield model.data_preprocessor(data, True)['inputs']
 
     def before_train(self, runner) -> None:
         if runner._has_loaded:
