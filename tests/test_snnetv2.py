@@ -309,7 +309,9 @@ def test_stitch_params_count_what_the_route_uses():
                     for a in model.anchors)
     assert model.stitch_params(0) == small
     assert model.stitch_params(1) == large
-    sl = model.describe_stitch(2)
+    sl = model.describe_stitch(2, input_shape=(IMG, IMG))
+    assert 0 < sl['gflops'] < model.describe_stitch(
+        1, input_shape=(IMG, IMG))['gflops']
     layer = model.stitch_layers[0][0]
     assert sl['route'] == 'S[0-0]→L[2-23]' and sl['kind'] == 'SL'
     blocks_s = sum(p.numel() for p in model.anchors[0].blocks[0].parameters())

@@ -220,11 +220,20 @@ class SNNetv2(BaseModule):
             return self._train_stitch_id
         return self._stitch_id
 
-    def describe_stitch(self, stitch_id: int) -> dict:
-        """id, kind, route and the parameters the stitch actually uses."""
+    def describe_stitch(self, stitch_id: int,
+                        input_shape: Optional[Sequence[int]] = None) -> dict:
+        """id, kind, route and the parameters the stitch actually uses;
+        with ``input_shape`` (H, W) also its GFLOPs at that size (attention
+        included, see :mod:`flexvit_mm.analysis.stitch_table`)."""
         route = self.space[stitch_id]
-        return dict(id=route.id, kind=route.kind, route=route.name,
+        info = dict(id=route.id, kind=route.kind, route=route.name,
                     params=self.stitch_params(stitch_id))
+        if input_shape is not None:
+            from ...analysis.stitch_table import compute_stitch_table
+            table = compute_stitch_table(self, tuple(input_shape),
+                                         [route.id])
+            info['gflops'] = table[route.id]['flops'] / 1e9
+        return info
 
     def stitch_params(self, stitch_id: int) -> int:
         """Parameters a stitch uses: its blocks, stitching layers, the
