@@ -9,7 +9,6 @@ import os.path as osp
 
 import cv2
 import numpy as np
-import pytest
 
 from flexvit_mm.datasets.synthetic import make_synthetic
 

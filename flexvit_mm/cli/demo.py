@@ -3,7 +3,6 @@ stitched ViT pair on it with ``tools/train.py``, evaluate every stitch with
 ``tools/test.py --stitch-id all`` (table, JSON/CSV, Pareto plot) and print
 the accuracy range next to the chance level."""
 import argparse
-import glob
 import json
 import os
 import os.path as osp
@@ -56,7 +55,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     os.chdir(REPO)
     start = time.time()
-    root = ensure_demo_data()
+    ensure_demo_data()
     # A new folder per run: the demo never reuses or overwrites a run.
     work_dir = args.work_dir or osp.join(
         'work_dirs', 'demo', time.strftime('%Y%m%d_%H%M%S'))
