@@ -6,12 +6,8 @@ import sys
 
 import torch
 
-from .conftest import (CONFIGS, REPO, data_root_options, free_port,
-                       latest_metrics, run_tool, tool_env)
-
-
-def _load(path):
-    return torch.load(path, map_location='cpu', weights_only=False)
+from .conftest import (CONFIGS, REPO, data_root_options, free_port, latest_metrics,
+                       load_checkpoint, run_tool, tool_env)
 
 
 def test_resume_continues_from_saved_iteration(synthetic, tmp_path):
@@ -35,7 +31,7 @@ def test_resume_continues_from_saved_iteration(synthetic, tmp_path):
                                           log)]
     assert trained == [4, 5, 6], trained
 
-    a, b = _load(osp.join(straight, 'iter_6.pth')), _load(
+    a, b = load_checkpoint(osp.join(straight, 'iter_6.pth')), load_checkpoint(
         osp.join(interrupted, 'iter_6.pth'))
     assert a['meta']['iter'] == b['meta']['iter'] == 6
     for key, value in a['state_dict'].items():
@@ -89,9 +85,9 @@ def test_two_process_gloo_training_ends_with_identical_weights(
     _dist_tool('dist_train.sh', config, '2', '--work-dir', work_dir,
                '--cfg-options', *options)
 
-    before = [_load(osp.join(work_dir, f'rank{r}_before.pth'))
+    before = [load_checkpoint(osp.join(work_dir, f'rank{r}_before.pth'))
               for r in (0, 1)]
-    after = [_load(osp.join(work_dir, f'rank{r}_after.pth')) for r in (0, 1)]
+    after = [load_checkpoint(osp.join(work_dir, f'rank{r}_after.pth')) for r in (0, 1)]
     assert [r['world_size'] for r in after] == [2, 2]
     final = after[0]['state_dict']
     for key, value in after[1]['state_dict'].items():
@@ -103,7 +99,7 @@ def test_two_process_gloo_training_ends_with_identical_weights(
         if value.is_floating_point() and not torch.equal(value, final[key])
     ]
     assert len(changed) > len(final) // 2
-    saved = _load(osp.join(work_dir, 'iter_4.pth'))['state_dict']
+    saved = load_checkpoint(osp.join(work_dir, 'iter_4.pth'))['state_dict']
     for key, value in saved.items():
         torch.testing.assert_close(value, final[key], rtol=0, atol=0)
 

@@ -11,7 +11,7 @@ import torch
 from flexvit_mm.models.stitching.sampler import FlopsGroupedSampler
 
 from .conftest import (CONFIGS, REPO, data_root_options, free_port,
-                       run_tool, tool_env)
+                       load_checkpoint, run_tool, tool_env)
 
 CONFIG = osp.join(CONFIGS, 'cls_snnetv2_tiny.py')
 
@@ -23,10 +23,6 @@ def _records(work_dir, rank=0):
     for run in runs:
         trained.update({int(k): v for k, v in run['trained'].items()})
     return runs[-1]['world_size'], trained
-
-
-def _load(path):
-    return torch.load(path, map_location='cpu', weights_only=False)
 
 
 def test_training_initialises_samples_and_checkpoints(synthetic, tmp_path):
@@ -49,7 +45,7 @@ def test_training_initialises_samples_and_checkpoints(synthetic, tmp_path):
         sampler.sample(i) for i in range(6)]
     assert len({trained[i]['stitch'] for i in range(6)}) > 1
 
-    first, last = (_load(osp.join(work_dir, f'iter_{i}.pth'))
+    first, last = (load_checkpoint(osp.join(work_dir, f'iter_{i}.pth'))
                    for i in (3, 6))
     assert first['meta']['stitch_sampler']['flops'] == last['meta'][
         'stitch_sampler']['flops']
@@ -83,8 +79,8 @@ def test_resume_reproduces_stitches_and_losses(synthetic, tmp_path):
     for i in range(3, 6):
         assert b[i]['stitch'] == a[i]['stitch']
         assert b[i]['loss'] == pytest.approx(a[i]['loss'], rel=1e-6, abs=0)
-    final_a = _load(osp.join(straight, 'iter_6.pth'))['state_dict']
-    final_b = _load(osp.join(interrupted, 'iter_6.pth'))['state_dict']
+    final_a = load_checkpoint(osp.join(straight, 'iter_6.pth'))['state_dict']
+    final_b = load_checkpoint(osp.join(interrupted, 'iter_6.pth'))['state_dict']
     for key, value in final_a.items():
         torch.testing.assert_close(final_b[key], value, rtol=1e-6,
                                    atol=1e-7)
@@ -120,7 +116,7 @@ def test_two_ranks_train_the_same_stitch_and_end_identical(
     assert size0 == size1 == 2
     assert [rank0[i]['stitch'] for i in range(6)] == [
         rank1[i]['stitch'] for i in range(6)]
-    weights = [_load(osp.join(work_dir, f'weights_rank{r}.pth'))
+    weights = [load_checkpoint(osp.join(work_dir, f'weights_rank{r}.pth'))
                for r in (0, 1)]
     for key, value in weights[0].items():  # W0 included
         torch.testing.assert_close(weights[1][key], value, rtol=0, atol=0)
