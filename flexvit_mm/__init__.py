@@ -12,4 +12,17 @@ compat.apply_all()
 
 from . import engine, models  # noqa: E402,F401  (registers the modules)
 
+# Toolbox-specific modules register in that toolbox's own registries; a
+# missing toolbox only disables its part.
+try:
+    from . import seg  # noqa: F401
+except ImportError as error:  # pragma: no cover - mmseg not installed
+    if 'mmseg' not in str(error):
+        raise
+try:
+    from . import det  # noqa: F401
+except ImportError as error:  # pragma: no cover - mmdet not installed
+    if 'mmdet' not in str(error):
+        raise
+
 __all__ = ['__version__']

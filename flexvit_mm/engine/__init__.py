@@ -1,5 +1,6 @@
 """Runner components for stitched backbones, registered in mmengine's root
 registries: the training hooks and the stitch-sweep test loop."""
+from . import optimizers  # noqa: F401  (registers the constructors)
 from .hooks import StitchingInitHook, StitchSamplingHook
 from .stitch_sweep import StitchSweepTestLoop, write_stitch_report
 

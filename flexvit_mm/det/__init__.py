@@ -1,0 +1,2 @@
+"""MMDet-specific modules (registered in mmdet's registries): the ViTDet-style
+simple feature pyramid for plain (stitched) ViTs."""

@@ -1,0 +1,1 @@
+"""Optimizer wrapper constructors, registered in mmengine's root registry."""
