@@ -1,5 +1,6 @@
 """``tools/model_converters/snnetv2_to_flexvit.py``: convert an official
-SN-Netv2 classification checkpoint for a flexvit-mm config."""
+SN-Netv2 checkpoint (classification or segmentation) for a flexvit-mm
+config."""
 import argparse
 import os
 import os.path as osp
@@ -14,9 +15,10 @@ def parse_args(argv=None):
     parser.add_argument('config', help='the flexvit-mm config the checkpoint '
                         'is for, e.g. configs/cls/snnetv2_deit3-s-l_in1k.py')
     parser.add_argument('src', help='official checkpoint, e.g. '
-                        'snnetv2_deit3_s_l.pth')
-    parser.add_argument('dst', help='output .pth (whole classifier, '
-                        '"backbone." prefix)')
+                        'snnetv2_deit3_s_l.pth or the ADE20K/COCO-Stuff-10K '
+                        'SETR-naive .pth')
+    parser.add_argument('dst', help='output .pth (the whole model: '
+                        '"backbone." keys, and the heads for segmentation)')
     parser.add_argument('--force', action='store_true',
                         help='overwrite an existing dst')
     return parser.parse_args(argv)
@@ -25,7 +27,7 @@ def parse_args(argv=None):
 def main(argv=None):
     from mmengine.registry import MODELS, init_default_scope
 
-    from ..models.stitching.convert import convert_official_snnetv2
+    from ..models.stitching.convert import convert_official_model
     args = parse_args(argv)
     if not osp.isfile(args.src):
         raise UserInputError(f'The checkpoint {args.src!r} does not exist.')
@@ -34,16 +36,15 @@ def main(argv=None):
                              'Pass --force to overwrite it.')
     cfg = load_config(args.config)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    # The anchors' own weights come from the checkpoint being converted.
-    for anchor in cfg.model.backbone.anchors:
-        anchor.checkpoint = None
+    # Built without init_weights: the anchors' pretrained files are not
+    # needed, every weight comes from the checkpoint being converted.
     model = MODELS.build(cfg.model)
     official = torch.load(args.src, map_location='cpu', weights_only=False)
-    state = convert_official_snnetv2(official, model.backbone)
-    model.backbone.load_state_dict(state, strict=True)
+    state = convert_official_model(official, model)
+    model.load_state_dict(state, strict=True)
     os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
     torch.save(
-        dict(state_dict={f'backbone.{k}': v for k, v in state.items()},
+        dict(state_dict=state,
              meta=dict(converted_from=osp.basename(args.src),
                        config=osp.basename(args.config))), args.dst)
     print(f'Converted {args.src} -> {args.dst} '

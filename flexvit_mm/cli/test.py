@@ -37,7 +37,8 @@ def parse_args(argv=None):
         nargs=2,
         metavar=('H', 'W'),
         help='input size at which the stitches\' GFLOPs are counted for the '
-        'report (default: the first anchor\'s img_size)')
+        'report (default: the input_shape of the config\'s '
+        'StitchSamplingHook, else the first anchor\'s img_size)')
     parser.add_argument(
         '--no-flops',
         action='store_true',
@@ -92,6 +93,16 @@ def build_test_config(args):
     return cfg, toolbox
 
 
+def _task_input_shape(runner, backbone):
+    """The input size the config trains at: its StitchSamplingHook's, or
+    the first anchor's ``img_size``."""
+    from ..engine.hooks import StitchSamplingHook
+    for hook in runner.hooks:
+        if isinstance(hook, StitchSamplingHook):
+            return hook._input_shape(backbone)
+    return tuple(backbone.anchors[0].patch_embed.img_size)
+
+
 def _prepare_stitch_sweep(runner, args):
     """Check the ids against the model (a clear error before any data is
     read) and give the sweep the per-stitch GFLOPs table."""
@@ -109,8 +120,7 @@ def _prepare_stitch_sweep(runner, args):
         raise UserInputError(f'--stitch-id {args.stitch_id}: {error}')
     if args.no_flops:
         return
-    shape = tuple(args.flops_shape or
-                  backbone.anchors[0].patch_embed.img_size)
+    shape = tuple(args.flops_shape or _task_input_shape(runner, backbone))
     table = [None]
     if get_dist_info()[0] == 0:
         table[0] = load_or_compute_stitch_table(

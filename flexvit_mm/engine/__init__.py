@@ -2,9 +2,11 @@
 registries: the training hooks and the stitch-sweep test loop."""
 from . import optimizers  # noqa: F401  (registers the constructors)
 from .hooks import StitchingInitHook, StitchSamplingHook
-from .stitch_sweep import StitchSweepTestLoop, write_stitch_report
+from .stitch_sweep import (StitchSweepTestLoop, StitchSweepValLoop,
+                           write_stitch_report)
 
 __all__ = [
     'StitchingInitHook', 'StitchSamplingHook', 'StitchSweepTestLoop',
+    'StitchSweepValLoop',
     'write_stitch_report'
 ]

@@ -123,6 +123,7 @@ class StitchSweepTestLoop(BaseLoop):
     Returns of :meth:`run`:
         dict[int, dict]: ``{stitch_id: metrics}``.
     """
+    phase = 'test'
 
     def __init__(self,
                  runner,
@@ -134,13 +135,34 @@ class StitchSweepTestLoop(BaseLoop):
                  flops: Union[None, str, dict] = None,
                  primary_metric: Optional[str] = None):
         super().__init__(runner, dataloader)
-        backbone = find_stitched_backbone(runner.model)
-        self.stitch_ids: List[int] = parse_stitch_ids(stitch_ids,
-                                                      backbone.stitch_ids)
+        self._evaluator_cfg = evaluator
+        self.stitch_ids: List[int] = []
         self.evaluators: Dict[int, Evaluator] = {}
+        if not self._deferred(stitch_ids):
+            backbone = find_stitched_backbone(runner.model)
+            self._build_evaluators(
+                parse_stitch_ids(stitch_ids, backbone.stitch_ids))
+        self.fp16 = fp16
+        self.report = report
+        self.flops = flops
+        self.primary_metric = primary_metric
+        self.test_losses: Dict[int, Dict[str, HistoryBuffer]] = {}
+        self.results: Dict[int, dict] = {}
+        self.rows: Optional[List[dict]] = None
+        self._bar: Optional[ProgressBar] = None
+
+    # -------------------------------------------------------------- helpers
+    def _deferred(self, stitch_ids) -> bool:
+        """Whether the ids can only be resolved when the loop runs."""
+        return False
+
+    def _build_evaluators(self, stitch_ids: List[int]) -> None:
+        evaluator = self._evaluator_cfg
+        self.stitch_ids = list(stitch_ids)
+        self.evaluators = {}
         for stitch_id in self.stitch_ids:
             if isinstance(evaluator, (dict, list)):
-                self.evaluators[stitch_id] = runner.build_evaluator(
+                self.evaluators[stitch_id] = self.runner.build_evaluator(
                     copy.deepcopy(evaluator))
             elif isinstance(evaluator, Evaluator):
                 self.evaluators[stitch_id] = copy.deepcopy(evaluator)
@@ -148,8 +170,8 @@ class StitchSweepTestLoop(BaseLoop):
                 raise TypeError(
                     'evaluator must be a dict, a list or an Evaluator, got '
                     f'{type(evaluator).__name__}.')
-        # ``runner.test_evaluator`` is ``test_loop.evaluator``: the last
-        # stitch's, whose outputs the iteration hooks see.
+        # ``runner.{test,val}_evaluator`` is this loop's ``evaluator``: the
+        # last stitch's, whose outputs the iteration hooks see.
         self.evaluator = self.evaluators[self.stitch_ids[-1]]
         if hasattr(self.dataloader.dataset, 'metainfo'):
             for ev in self.evaluators.values():
@@ -163,16 +185,7 @@ class StitchSweepTestLoop(BaseLoop):
                 'visualizer will be None.',
                 logger='current',
                 level=logging.WARNING)
-        self.fp16 = fp16
-        self.report = report
-        self.flops = flops
-        self.primary_metric = primary_metric
-        self.test_losses: Dict[int, Dict[str, HistoryBuffer]] = {}
-        self.results: Dict[int, dict] = {}
-        self.rows: Optional[List[dict]] = None
-        self._bar: Optional[ProgressBar] = None
 
-    # -------------------------------------------------------------- helpers
     def _plain_model(self):
         model = self.runner.model
         while is_model_wrapper(model):
@@ -190,8 +203,9 @@ class StitchSweepTestLoop(BaseLoop):
         """Launch the sweep; returns ``{stitch_id: metrics}``."""
         backbone = find_stitched_backbone(self.runner.model)
         previous = backbone.stitch_id
-        self.runner.call_hook('before_test')
-        self.runner.call_hook('before_test_epoch')
+        phase = self.phase
+        self.runner.call_hook(f'before_{phase}')
+        self.runner.call_hook(f'before_{phase}_epoch')
         self.runner.model.eval()
         self.test_losses = {i: dict() for i in self.stitch_ids}
 
@@ -220,7 +234,7 @@ class StitchSweepTestLoop(BaseLoop):
                 len(self.dataloader.dataset))
             if self.test_losses[stitch_id] and _parse_losses is not None:
                 metrics.update(
-                    _parse_losses(self.test_losses[stitch_id], 'test'))
+                    _parse_losses(self.test_losses[stitch_id], phase))
             results[stitch_id] = metrics
         self.results = results
 
@@ -229,6 +243,7 @@ class StitchSweepTestLoop(BaseLoop):
             for stitch_id, metrics in results.items()
             for key, value in metrics.items()
         }
+        flat = self._epoch_metrics(results, flat)
         if self.report and is_main_process():
             self.rows = write_stitch_report(
                 results,
@@ -236,15 +251,23 @@ class StitchSweepTestLoop(BaseLoop):
                 backbone.describe_stitch,
                 flops=_load_flops(self.flops),
                 primary_metric=self.primary_metric)
-        self.runner.call_hook('after_test_epoch', metrics=flat)
-        self.runner.call_hook('after_test')
+        self.runner.call_hook(f'after_{phase}_epoch', metrics=flat)
+        self.runner.call_hook(f'after_{phase}')
+        return self._returned(results, flat)
+
+    def _epoch_metrics(self, results, flat) -> dict:
+        """The metrics given to the ``after_*_epoch`` hooks."""
+        return flat
+
+    def _returned(self, results, flat):
         return results
 
     @torch.no_grad()
     def run_iter(self, idx, data_batch) -> None:
         """Run every stitch on one batch."""
         self.runner.call_hook(
-            'before_test_iter', batch_idx=idx, data_batch=data_batch)
+            f'before_{self.phase}_iter', batch_idx=idx,
+            data_batch=data_batch)
         model = self._plain_model()
         fast = (not isinstance(model, BaseTTAModel)
                 and callable(getattr(model, 'data_preprocessor', None))
@@ -258,9 +281,9 @@ class StitchSweepTestLoop(BaseLoop):
                 if fast:
                     outputs = model._run_forward(
                         _copy_for_predict(data), mode='predict')
-                else:  # TTA models: their own test_step per stitch
-                    outputs = self.runner.model.test_step(
-                        _copy_for_predict(data_batch))
+                else:  # TTA models: their own step per stitch
+                    step = getattr(self.runner.model, f'{self.phase}_step')
+                    outputs = step(_copy_for_predict(data_batch))
                 outputs, self.test_losses[stitch_id] = _update_losses(
                     outputs, self.test_losses[stitch_id])
                 self.evaluators[stitch_id].process(
@@ -268,7 +291,7 @@ class StitchSweepTestLoop(BaseLoop):
                 if self._bar is not None:
                     self._bar.update()
         self.runner.call_hook(
-            'after_test_iter',
+            f'after_{self.phase}_iter',
             batch_idx=idx,
             data_batch=data_batch,
             outputs=outputs)
@@ -577,3 +600,102 @@ def _plot(rows, primary, lower, have_flops, path):
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
+
+
+def anchors_and_middle(table: Dict[int, dict]) -> List[int]:
+    """The two anchors (ids 0 and 1) and the stitch whose FLOPs are
+    closest to the middle of the range (the lower id on ties).
+
+    Args:
+        table (dict): ``{id: dict(flops=...)}``, the per-stitch table.
+    """
+    flops = {int(i): row['flops'] for i, row in table.items()}
+    middle = (min(flops.values()) + max(flops.values())) / 2
+    closest = min(sorted(flops), key=lambda i: abs(flops[i] - middle))
+    return sorted({0, 1, closest})
+
+
+@LOOPS.register_module()
+class StitchSweepValLoop(StitchSweepTestLoop):
+    """Validate a fixed set of stitches during training.
+
+    The official code validated whichever stitch had been sampled last; this
+    loop evaluates the same stitches at every validation, each with its own
+    evaluator, reading every batch once, so a run shows the whole family
+    improving. The hooks receive each stitch's metrics as
+    ``stitch_<id>/<metric>`` (logged to the scalars file and any
+    visualizer backend) plus, under the plain metric names, their mean over
+    the validated stitches, which ``CheckpointHook(save_best=...)`` can use.
+
+    Args:
+        runner (Runner): The runner.
+        dataloader (DataLoader | dict): The validation dataloader.
+        evaluator (dict | list | Evaluator): The ``val_evaluator`` config.
+        fp16 (bool): Run the forwards under autocast. Defaults to False.
+        stitch_ids (str | int | Sequence): ``'anchors+middle'`` (default):
+            the two anchors and the stitch in the middle of the FLOPs range
+            (counted at the :class:`StitchSamplingHook`'s input size, or the
+            first anchor's ``img_size``); or anything
+            :func:`parse_stitch_ids` reads (``'all'``, ``'0,1,40'``, ...).
+    """
+    phase = 'val'
+
+    def __init__(self,
+                 runner,
+                 dataloader: Union[DataLoader, Dict],
+                 evaluator: Union[Evaluator, Dict, List],
+                 fp16: bool = False,
+                 stitch_ids: Union[str, int, Sequence] = 'anchors+middle'):
+        self._requested_ids = stitch_ids
+        super().__init__(runner, dataloader, evaluator, fp16=fp16,
+                         stitch_ids=stitch_ids, report=False)
+
+    def _deferred(self, stitch_ids) -> bool:
+        return stitch_ids == 'anchors+middle'
+
+    def _flops_table(self, backbone) -> Dict[int, dict]:
+        from mmengine.dist import broadcast_object_list, get_dist_info
+
+        from ..analysis.stitch_table import load_or_compute_stitch_table
+        from .hooks import StitchSamplingHook
+        shape = tuple(backbone.anchors[0].patch_embed.img_size)
+        for hook in self.runner.hooks:
+            if isinstance(hook, StitchSamplingHook):
+                shape = hook._input_shape(backbone)
+        table = [None]
+        if get_dist_info()[0] == 0:
+            table[0] = load_or_compute_stitch_table(
+                backbone, shape,
+                osp.join(self.runner.work_dir,
+                         f'stitch_flops_{shape[0]}x{shape[1]}.json'))
+        broadcast_object_list(table)
+        return table[0]
+
+    def run(self) -> dict:
+        """Validate the stitches; returns the metrics the hooks received."""
+        if not self.stitch_ids:
+            backbone = find_stitched_backbone(self.runner.model)
+            self.flops = self._flops_table(backbone)
+            self._build_evaluators(anchors_and_middle(self.flops))
+            print_log(
+                'StitchSweepValLoop: validating stitches '
+                f'{format_ids(self.stitch_ids)} (the anchors and the middle '
+                'of the FLOPs range).', logger='current')
+        return super().run()
+
+    def _epoch_metrics(self, results, flat) -> dict:
+        names = [name for name in results[self.stitch_ids[0]]
+                 if all(_scalar(results[i].get(name)) is not None
+                        for i in self.stitch_ids)]
+        for name in names:
+            flat[name] = sum(_scalar(results[i][name])
+                             for i in self.stitch_ids) / len(self.stitch_ids)
+        lines = [f'stitch {i:>4}: ' + ', '.join(
+            f'{name} {_format(_scalar(results[i][name]), 4)}'
+            for name in names) for i in self.stitch_ids]
+        print_log('Validation per stitch (the plain metric names hold their '
+                  'mean):\n' + '\n'.join(lines), logger='current')
+        return flat
+
+    def _returned(self, results, flat):
+        return flat

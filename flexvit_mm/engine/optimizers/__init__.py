@@ -1,1 +1,4 @@
 """Optimizer wrapper constructors, registered in mmengine's root registry."""
+from .layer_decay import StitchedLayerDecayOptimWrapperConstructor
+
+__all__ = ['StitchedLayerDecayOptimWrapperConstructor']

@@ -6,7 +6,6 @@ timm's own blocks; what this module adds is the routing between them, the
 stitching layers and the dense outputs. The stitching space (ids, routes,
 shared layers) lives in :mod:`flexvit_mm.models.stitching.space`.
 """
-import os.path as osp
 from typing import List, Optional, Sequence
 
 import torch
@@ -18,81 +17,9 @@ from mmengine.registry import MODELS
 from ..stitching.least_squares import NormalEquations
 from ..stitching.space import LARGE, SMALL, Route, StitchingSpace
 from ..stitching.stitching_layer import StitchingLayer
-
-ANCHOR_WEIGHTS_HINT = (
-    'DeiT-III weights: the official deit_3_{small,base,large}_224_21k.pth '
-    'from the facebookresearch/deit README, or timm\'s '
-    'deit3_*_patch16_224.fb_in22k_ft_in1k model.safetensors from the '
-    'Hugging Face hub.')
-
-
-def load_anchor_state_dict(path):
-    """Read an anchor checkpoint: timm ``.safetensors``/``.pth`` or an
-    official DeiT-III ``.pth`` (``{'model': ...}``).
-
-    Raises:
-        FileNotFoundError: naming the path and where to get the weights.
-    """
-    if not osp.isfile(path):
-        raise FileNotFoundError(
-            f'Anchor weight file {path!r} does not exist. {ANCHOR_WEIGHTS_HINT}'
-            ' Download it, or set checkpoint=None to start from random '
-            'weights.')
-    if path.endswith('.safetensors'):
-        from safetensors.torch import load_file
-        return load_file(path)
-    state = torch.load(path, map_location='cpu', weights_only=True)
-    for key in ('model', 'state_dict'):
-        if isinstance(state, dict) and key in state and isinstance(
-                state[key], dict):
-            state = state[key]
-    return state
-
-
-def build_anchor(model_name: str, checkpoint: Optional[str] = None,
-                 constant_drop_path: bool = False, **kwargs) -> nn.Module:
-    """A timm ViT anchor, optionally with local weights.
-
-    Args:
-        model_name (str): A timm ViT name, e.g. ``deit3_small_patch16_224``.
-        checkpoint (str, optional): Local weight file; the position
-            embeddings are resampled to the anchor's input size and
-            DeiT-III's ``gamma_1/2`` are mapped to timm's LayerScale.
-        constant_drop_path (bool): Give every block the same drop-path rate
-            ``drop_path_rate`` (DeiT-III's and SN-Netv2's recipe) instead of
-            timm's linear ramp from 0. Defaults to False.
-        **kwargs: timm model arguments (``img_size``, ``drop_path_rate``,
-            ``num_classes``, ``dynamic_img_size``, ...).
-    """
-    import timm
-    from timm.models.vision_transformer import (VisionTransformer,
-                                                checkpoint_filter_fn)
-    from timm.layers import DropPath
-    anchor = timm.create_model(model_name, pretrained=False, **kwargs)
-    if not isinstance(anchor, VisionTransformer):
-        raise TypeError(f'{model_name!r} is a {type(anchor).__name__}; '
-                        'SN-Netv2 anchors must be timm VisionTransformers.')
-    if constant_drop_path:
-        for module in anchor.modules():
-            if isinstance(module, DropPath):
-                module.drop_prob = kwargs.get('drop_path_rate', 0.)
-    if checkpoint is not None:
-        state = checkpoint_filter_fn(
-            load_anchor_state_dict(checkpoint), anchor,
-            adapt_layer_scale=True)
-        if not isinstance(anchor.head, nn.Linear):  # no classifier wanted
-            state = {k: v for k, v in state.items()
-                     if not k.startswith('head.')}
-        missing, unexpected = anchor.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise ValueError(
-                f'{checkpoint!r} does not fit the anchor {model_name!r}: '
-                f'missing keys {missing[:8]}, unexpected keys '
-                f'{unexpected[:8]}. Is it a checkpoint of another model?')
-        print_log(f'Loaded anchor {model_name} from {checkpoint}',
-                  logger='current')
-    return anchor
-
+from .anchors import (ANCHOR_WEIGHTS_HINT, MissingWeightsError,  # noqa: F401
+                      build_anchor, has_rel_pos_bias, load_anchor_state_dict,
+                      load_anchor_weights)
 
 @MODELS.register_module()
 class SNNetv2(BaseModule):
@@ -110,8 +37,13 @@ class SNNetv2(BaseModule):
 
     Args:
         anchors (Sequence[dict]): Two anchor configs, each with
-            ``model_name`` (timm), optional ``checkpoint`` (a local file)
-            and timm arguments such as ``img_size`` or ``drop_path_rate``.
+            ``model_name`` (timm), timm arguments such as ``img_size`` or
+            ``drop_path_rate``, the options of :func:`build_anchor`
+            (``constant_drop_path``, ``rel_pos_bias``) and optionally
+            ``init_cfg=dict(type='Pretrained', checkpoint=PATH)``: official
+            DeiT-III or timm weights, loaded by :meth:`init_weights` (so
+            testing a trained checkpoint does not need them). A missing
+            file gets an error naming it and where to get it.
         mode (str): ``'v2'`` (SL, LS, LSL, SLS routes) or ``'v1'`` (SL
             only). Defaults to ``'v2'``.
         lora_rank (int): Rank r of the low-rank update of the stitching
@@ -150,16 +82,27 @@ class SNNetv2(BaseModule):
                              f'{len(anchors)}.')
         self.dense = out_indices is not None
         built = []
+        self._anchor_checkpoints = []
         for cfg in anchors:
             cfg = dict(cfg)
+            self._anchor_checkpoints.append(_anchor_checkpoint(cfg))
             if self.dense:
                 # Dense inputs have any size: resample the position
                 # embeddings per input; no classifier.
                 cfg.update(num_classes=0, dynamic_img_size=True)
             elif num_classes is not None:
                 cfg['num_classes'] = num_classes
-            built.append(build_anchor(**cfg))
+            anchor = build_anchor(**cfg)
+            if self.dense:
+                # Dense outputs are block outputs: no final norm (the
+                # official dense anchors have none either).
+                anchor.norm = nn.Identity()
+            built.append(anchor)
         self.anchors = nn.ModuleList(built)
+        self._rel_pos_grids = [
+            tuple(a.patch_embed.grid_size) if has_rel_pos_bias(a) else None
+            for a in self.anchors
+        ]
         depths = [len(a.blocks) for a in self.anchors]
         if depths[0] > depths[1]:
             raise ValueError(
@@ -191,6 +134,21 @@ class SNNetv2(BaseModule):
         self._feature_plans = {}
         self._stitch_id = self.space.check_id(stitch_id)
         self._train_stitch_id: Optional[int] = None
+
+    def init_weights(self) -> None:
+        """Load the anchors' pretrained weights (their ``init_cfg``), or,
+        with this backbone's own ``init_cfg`` of type ``Pretrained``, a
+        whole stitched checkpoint instead. The anchors were randomly
+        initialised by timm when built."""
+        own = self.init_cfg
+        if isinstance(own, dict) and own.get('type') == 'Pretrained':
+            super().init_weights()
+            return
+        for anchor, name, path in zip(self.anchors, self.anchor_names,
+                                      self._anchor_checkpoints):
+            if path is not None:
+                load_anchor_weights(anchor, path, name)
+        self._is_init = True
 
     # ------------------------------------------------------------ stitches
     @property
@@ -303,25 +261,44 @@ class SNNetv2(BaseModule):
             return [feature, tokens[:, 0]]
         return feature
 
+    def _check_grid(self, anchors, grid) -> None:
+        for anchor in sorted(anchors):
+            window = self._rel_pos_grids[anchor]
+            if window is not None and tuple(grid) != window:
+                patch = self.anchors[anchor].patch_embed.patch_size
+                raise ValueError(
+                    f'Anchor {self.anchor_names[anchor]} has relative '
+                    f'position bias tables for a {window[0]}x{window[1]} '
+                    f'token grid ({window[0] * patch[0]}x'
+                    f'{window[1] * patch[1]} inputs), but this input gives '
+                    f'{grid[0]}x{grid[1]}. Feed crops of that size (e.g. '
+                    'test_cfg=dict(mode=\'slide\', crop_size=...) and the '
+                    'data preprocessor\'s size), or set the anchors\' '
+                    'img_size to the input size.')
+
     def forward(self, x: torch.Tensor):
         route = self.space[self.active_stitch_id]
         first = self.anchors[route.first_anchor]
-        grid = first.patch_embed.dynamic_feat_size(x.shape[-2:]) \
-            if self.dense else None
+        grid = first.patch_embed.dynamic_feat_size(x.shape[-2:])
+        self._check_grid({seg.anchor for seg in route.segments}, grid)
         x = self._embed(first, x)
         plan = self._feature_plan(route) if self.dense else []
         outs = {}
         layers = list(route.layers) + [None]
         for index, (seg, layer) in enumerate(zip(route.segments, layers)):
             blocks = self.anchors[seg.anchor].blocks
-            wanted = {block: k for k, (s, _, block) in enumerate(plan)
-                      if s == index}
+            # Several large out indices may map to one small block.
+            wanted = {}
+            for k, (s, _, block) in enumerate(plan):
+                if s == index:
+                    wanted.setdefault(block, []).append(k)
             for block in range(seg.first, seg.last + 1):
                 x = blocks[block](x)
                 if block in wanted:
                     feature = x if seg.anchor == LARGE else \
                         self.stitch_layers[SMALL][block](x)
-                    outs[wanted[block]] = feature
+                    for k in wanted[block]:
+                        outs[k] = feature
             if layer is not None:
                 x = self.stitch_layers[layer[0]][layer[1]](x)
         if self.dense:
@@ -334,6 +311,9 @@ class SNNetv2(BaseModule):
     def block_features(self, x: torch.Tensor) -> List[List[torch.Tensor]]:
         """Every block output of both anchors (for the least-squares init of
         the stitching layers)."""
+        self._check_grid((SMALL, LARGE),
+                         self.anchors[SMALL].patch_embed.dynamic_feat_size(
+                             x.shape[-2:]))
         features = []
         for anchor in self.anchors:
             tokens = self._embed(anchor, x)
@@ -384,3 +364,22 @@ class SNNetv2(BaseModule):
             self.stitch_layers[front][index].init_from_least_squares(
                 weight, bias)
         return count
+
+
+def _anchor_checkpoint(cfg: dict) -> Optional[str]:
+    """Pop an anchor config's weight file: ``init_cfg=dict(type='Pretrained',
+    checkpoint=...)`` or the short form ``checkpoint=...``."""
+    checkpoint = cfg.pop('checkpoint', None)
+    init_cfg = cfg.pop('init_cfg', None)
+    if init_cfg is not None:
+        if not (isinstance(init_cfg, dict)
+                and init_cfg.get('type') == 'Pretrained'
+                and init_cfg.get('checkpoint')):
+            raise ValueError(
+                f'An anchor\'s init_cfg must be dict(type=\'Pretrained\', '
+                f'checkpoint=PATH); got {init_cfg!r}.')
+        if checkpoint is not None:
+            raise ValueError('Give an anchor\'s weights once: init_cfg or '
+                             'checkpoint, not both.')
+        checkpoint = init_cfg['checkpoint']
+    return checkpoint

@@ -1,0 +1,29 @@
+"""SN-Netv2: DeiT3-B stitched with DeiT3-L, SETR-naive, COCO-Stuff-10K.
+
+configs/seg/snnetv2_cocostuff10k.py with the B-L pair of the official B-L model:
+DeiT-III B (768 wide, 12 blocks) and L, LoRA rank 4. The official B-L
+config names an unregistered ``SNNetPlus`` type with an ``adapt_tune``
+argument nothing accepts (and, for COCO-Stuff, no data preprocessor); this
+one builds.
+"""
+_base_ = ['./snnetv2_cocostuff10k.py']
+
+model = dict(
+    backbone=dict(
+        anchors=[
+            dict(model_name='deit3_base_patch16_224',
+                 img_size=512,
+                 drop_path_rate=0.1,
+                 rel_pos_bias=True,
+                 init_cfg=dict(
+                     type='Pretrained',
+                     checkpoint='pretrained/deit_3_base_224_21k.pth')),
+            dict(model_name='deit3_large_patch16_224',
+                 img_size=512,
+                 drop_path_rate=0.1,
+                 rel_pos_bias=True,
+                 init_cfg=dict(
+                     type='Pretrained',
+                     checkpoint='pretrained/deit_3_large_224_21k.pth')),
+        ],
+        lora_rank=4))
