@@ -116,3 +116,16 @@ def val_metrics(work_dir):
 def load_checkpoint(path):
     """A checkpoint written by the tools (trusted: our own test output)."""
     return torch.load(path, map_location='cpu', weights_only=False)
+
+
+@pytest.fixture(autouse=True)
+def restore_default_scope():
+    """Scopes set in a test (``init_default_scope('mmseg')``) end with it:
+    mmengine keeps the newest DefaultScope as the current one, which would
+    make later tests build from another toolbox's registry."""
+    from mmengine.registry import DefaultScope
+    before = set(DefaultScope._instance_dict)
+    yield
+    for name in list(DefaultScope._instance_dict):
+        if name not in before:
+            DefaultScope._instance_dict.pop(name)

@@ -4,6 +4,9 @@ import hashlib
 import os
 import os.path as osp
 
+import pytest
+import torch
+
 from .conftest import CONFIGS, data_root_options, run_tool
 
 
@@ -99,3 +102,45 @@ def test_make_synthetic_refuses_a_folder_with_files(tmp_path):
                     'imagenet', '--out', str(tmp_path), expect_ok=False)
     assert '--force' in _error(proc)
     assert os.listdir(tmp_path) == ['keep.txt']
+
+
+def test_missing_anchor_weights_named_with_where_to_get_them(
+        synthetic, tmp_path):
+    """Anchor weights named in init_cfg are read when training starts; a
+    missing file stops training with its path and source. tools/test.py
+    with a trained checkpoint does not need them."""
+    config = osp.join(CONFIGS, 'seg_snnetv2_ade20k_tiny.py')
+    options = data_root_options(synthetic('ade20k'))
+    missing = str(tmp_path / 'pretrained' / 'deit_3_large_224_21k.pth')
+    anchor = ['model.backbone.anchors.1.init_cfg.type=Pretrained',
+              f'model.backbone.anchors.1.init_cfg.checkpoint={missing}']
+    proc = run_tool('tools/train.py', config, '--work-dir',
+                    str(tmp_path / 'work'), '--cfg-options', *options,
+                    *anchor, expect_ok=False)
+    assert proc.returncode == 2 and 'Traceback' not in proc.stderr
+    assert missing in proc.stderr
+    assert 'facebookresearch/deit' in proc.stderr
+    # A trained checkpoint holds every weight: testing never reads them.
+    trained = str(tmp_path / 'trained')
+    run_tool('tools/train.py', config, '--work-dir', trained,
+             '--no-validate', '--cfg-options', *options,
+             'train_cfg.max_iters=1', 'default_hooks.checkpoint.interval=1')
+    run_tool('tools/test.py', config, osp.join(trained, 'iter_1.pth'),
+             '--work-dir', str(tmp_path / 'test'), '--cfg-options',
+             *options, *anchor)
+
+
+def test_input_size_other_than_the_bias_tables_grid_is_explained():
+    from flexvit_mm.models.backbones.snnetv2 import SNNetv2
+    backbone = SNNetv2([
+        dict(model_name='deit3_small_patch16_224', img_size=64,
+             patch_size=16, embed_dim=16, depth=2, num_heads=2,
+             rel_pos_bias=True),
+        dict(model_name='deit3_base_patch16_224', img_size=64,
+             patch_size=16, embed_dim=16, depth=4, num_heads=2,
+             rel_pos_bias=True),
+    ], out_indices=(3, )).eval()
+    assert backbone(torch.zeros(1, 3, 64, 64))[0].shape == (1, 16, 4, 4)
+    with pytest.raises(ValueError, match=r'4x4 token grid \(64x64 inputs\)'
+                       r', but this input gives 6x6.*slide'):
+        backbone(torch.zeros(1, 3, 96, 96))
