@@ -299,3 +299,14 @@ def test_report_pareto_and_primary_metric(tmp_path):
     assert choose_primary_metric(['val/mIoU', 'aAcc']) == 'val/mIoU'
     assert choose_primary_metric(['foo', 'bar']) == 'foo'
     assert pareto_front([('a', 1, 1), ('b', 1, 2), ('c', 2, 2)]) == ['b']
+
+
+def test_plot_shows_each_tasks_metrics():
+    from flexvit_mm.engine.stitch_sweep import plot_metrics
+    assert plot_metrics(['d1', 'abs_rel', 'rmse'], 'rmse') == ['rmse', 'd1']
+    assert plot_metrics(['coco/bbox_mAP', 'coco/segm_mAP',
+                         'coco/bbox_mAP_50'], 'coco/bbox_mAP') == [
+                             'coco/bbox_mAP', 'coco/segm_mAP']
+    assert plot_metrics(['aAcc', 'mIoU'], 'mIoU') == ['mIoU']
+    assert plot_metrics(['coco/bbox_mAP'], 'coco/bbox_mAP') == [
+        'coco/bbox_mAP']

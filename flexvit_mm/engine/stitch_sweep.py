@@ -46,10 +46,17 @@ except ImportError:  # pragma: no cover - older mmengine: no test losses
 
 
 __all__ = ['StitchSweepTestLoop', 'write_stitch_report',
-           'choose_primary_metric', 'pareto_front', 'LOWER_IS_BETTER']
+           'choose_primary_metric', 'pareto_front', 'plot_metrics',
+           'LOWER_IS_BETTER']
 
 # Metrics preferred as the plot's y axis, in order.
 PRIMARY_METRICS = ('mIoU', 'accuracy/top1', 'coco/bbox_mAP', 'rmse', 'd1')
+# Drawn next to a primary metric (by last path component) in the plot.
+COMPANION_METRICS = {
+    'rmse': ('d1', ),
+    'd1': ('rmse', ),
+    'bbox_map': ('segm_mAP', ),
+}
 # Metrics (last path component) for which lower is better.
 LOWER_IS_BETTER = frozenset({
     'rmse', 'rmse_log', 'abs_rel', 'sq_rel', 'log10', 'silog', 'mae', 'mse',
@@ -342,7 +349,7 @@ def _json_safe(value):
     return str(value)
 
 
-def _lookup(table, stitch_id, key):
+def _lookup(table, stitch_id, key, plain=True):
     """``table[id]`` as a number: a mapping or callable giving a number or
     a dict with ``key``."""
     if table is None:
@@ -353,6 +360,8 @@ def _lookup(table, stitch_id, key):
         value = table.get(stitch_id, table.get(str(stitch_id)))
     if isinstance(value, dict):
         value = value.get(key)
+    elif not plain:  # a plain number is not this key's value
+        return None
     return _scalar(value) if value is not None else None
 
 
@@ -470,7 +479,7 @@ def write_stitch_report(results: Dict[int, dict],
             gflops = _scalar(info['flops']) / 1e9
         n_params = _lookup(params, stitch_id, 'params')
         if n_params is None:
-            n_params = _lookup(flops, stitch_id, 'params')
+            n_params = _lookup(flops, stitch_id, 'params', plain=False)
         if n_params is None and _scalar(info.get('params')) is not None:
             n_params = _scalar(info['params'])
         row = dict(
@@ -509,8 +518,8 @@ def write_stitch_report(results: Dict[int, dict],
                 ['' if row.get(c) is None else row.get(c) for c in columns])
 
     _print_table(rows, metric_names, primary, lower)
-    _plot(rows, primary, lower, have_flops,
-          osp.join(work_dir, 'stitches_pareto.png'))
+    _plot(rows, plot_metrics(metric_names, primary) if primary else [],
+          have_flops, osp.join(work_dir, 'stitches_pareto.png'))
     return rows
 
 
@@ -547,57 +556,76 @@ def _print_table(rows, metric_names, primary, lower):
     print_log('\n'.join([title] + text), logger='current')
 
 
-def _plot(rows, primary, lower, have_flops, path):
+def plot_metrics(metric_names: Sequence[str], primary: str) -> List[str]:
+    """The metrics drawn in the Pareto plot: the primary one and its task's
+    companion (depth: RMSE and delta1; detection: box and mask AP)."""
+    metrics = [primary]
+    prefix = primary[:len(primary) - len(primary.rsplit('/', 1)[-1])]
+    for companion in COMPANION_METRICS.get(_metric_leaf(primary), ()):
+        if prefix + companion in metric_names:
+            metrics.append(prefix + companion)
+    return metrics
+
+
+def _plot_panel(ax, rows, metric, have_flops):
+    lower = lower_is_better(metric)
+    points = [r for r in rows if _scalar(r.get(metric)) is not None]
+    xkey = 'gflops' if have_flops else 'id'
+    if not points:
+        ax.text(0.5, 0.5, 'no scalar metric to plot', ha='center',
+                va='center', transform=ax.transAxes)
+        return
+    ax.scatter([r[xkey] for r in points],
+               [_scalar(r[metric]) for r in points], s=18,
+               color='tab:blue', alpha=0.6,
+               label=f'stitches ({len(points)})')
+    if have_flops:
+        keys = set(pareto_front(
+            [(r['id'], r['gflops'], _scalar(r[metric])) for r in points],
+            lower_better=lower))
+        front = sorted((r for r in points if r['id'] in keys),
+                       key=lambda r: r['gflops'])
+        ax.plot([r['gflops'] for r in front],
+                [_scalar(r[metric]) for r in front], '-o', color='tab:red',
+                markersize=5, label=f'Pareto frontier ({len(front)})')
+        for r in front:
+            ax.annotate(str(r['id']), (r['gflops'], _scalar(r[metric])),
+                        textcoords='offset points', xytext=(3, 4),
+                        fontsize=7, color='tab:red')
+    elif len(points) <= 40:  # more labels would overlap
+        for r in points:
+            ax.annotate(str(r['id']), (r['id'], _scalar(r[metric])),
+                        textcoords='offset points', xytext=(3, 4),
+                        fontsize=6)
+    ax.legend(loc='best', fontsize=8)
+    ax.set_xlabel('GFLOPs' if have_flops else 'stitch id')
+    ax.set_ylabel(f'{metric} ({"lower" if lower else "higher"} is better)')
+    ax.grid(True, alpha=0.3)
+
+
+def _plot(rows, metrics, have_flops, path):
+    """One panel per metric (its own Pareto frontier), side by side."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(8, 5.5), dpi=110)
+    metrics = metrics or [None]
+    fig = Figure(figsize=(7 * len(metrics), 5.5), dpi=110)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    points = [r for r in rows
-              if primary is not None and _scalar(r.get(primary)) is not None]
-    xkey = 'gflops' if have_flops else 'id'
-    if points:
-        xs = [r[xkey] for r in points]
-        ys = [_scalar(r[primary]) for r in points]
-        ax.scatter(xs, ys, s=18, color='tab:blue', alpha=0.6,
-                   label=f'stitches ({len(points)})')
-        if have_flops:
-            front = sorted((r for r in points if r['pareto']),
-                           key=lambda r: r['gflops'])
-            if front:
-                ax.plot([r['gflops'] for r in front],
-                        [_scalar(r[primary]) for r in front], '-o',
-                        color='tab:red', markersize=5,
-                        label=f'Pareto frontier ({len(front)})')
-                for r in front:
-                    ax.annotate(str(r['id']),
-                                (r['gflops'], _scalar(r[primary])),
-                                textcoords='offset points', xytext=(3, 4),
-                                fontsize=7, color='tab:red')
-        elif len(points) <= 40:  # more labels would overlap
-            for r in points:
-                ax.annotate(str(r['id']), (r['id'], _scalar(r[primary])),
-                            textcoords='offset points', xytext=(3, 4),
-                            fontsize=6)
-        ax.legend(loc='best', fontsize=8)
-    else:
-        ax.text(0.5, 0.5, 'no scalar metric to plot', ha='center',
-                va='center', transform=ax.transAxes)
+    for index, metric in enumerate(metrics):
+        ax = fig.add_subplot(1, len(metrics), index + 1)
+        if metric is None:
+            ax.text(0.5, 0.5, 'no scalar metric to plot', ha='center',
+                    va='center', transform=ax.transAxes)
+            continue
+        _plot_panel(ax, rows, metric, have_flops)
     if have_flops:
-        ax.set_xlabel('GFLOPs')
-        ax.set_title('Stitches: accuracy vs cost')
+        fig.suptitle('Stitches: quality vs cost')
     else:
-        ax.set_xlabel('stitch id')
-        ax.set_title('Stitches (GFLOPs unknown: plotted against stitch id)')
+        fig.suptitle('Stitches (GFLOPs unknown: plotted against stitch id)')
         print_log(
             'Stitch report: no FLOPs given, so stitches_pareto.png plots '
             'the metric against the stitch id and marks no Pareto frontier.',
             logger='current')
-    if primary is not None:
-        ax.set_ylabel(f'{primary} ({"lower" if lower else "higher"} is '
-                      'better)')
-    ax.grid(True, alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
 
