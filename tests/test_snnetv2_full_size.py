@@ -19,8 +19,8 @@ OFFICIAL_FLOPS = osp.join(REPO, 'tests', 'data',
 def _build(config, **backbone):
     cfg = Config.fromfile(osp.join(REPO, 'configs', 'cls', config))
     init_default_scope('mmpretrain')
-    for anchor in cfg.model.backbone.anchors:
-        anchor.checkpoint = None  # random weights: no downloads here
+    # The anchors' pretrained files are read by init_weights only, which
+    # is not called: random weights, no downloads.
     cfg.model.backbone.update(backbone)
     return MODELS.build(cfg.model)
 

@@ -6,9 +6,13 @@ _base_ = ['./snnetv2_deit3-s-l_in1k.py']
 model = dict(
     backbone=dict(anchors=[
         dict(model_name='deit3_base_patch16_224',
-             checkpoint='pretrained/deit_3_base_224_21k.pth',
+             init_cfg=dict(
+                 type='Pretrained',
+                 checkpoint='pretrained/deit_3_base_224_21k.pth'),
              drop_path_rate=0.15, constant_drop_path=True),
         dict(model_name='deit3_large_patch16_224',
-             checkpoint='pretrained/deit_3_large_224_21k.pth',
+             init_cfg=dict(
+                 type='Pretrained',
+                 checkpoint='pretrained/deit_3_large_224_21k.pth'),
              drop_path_rate=0.4, constant_drop_path=True),
     ]))

@@ -35,10 +35,14 @@ model = dict(
         type='SNNetv2',
         anchors=[
             dict(model_name='deit3_small_patch16_224',
-                 checkpoint='pretrained/deit_3_small_224_21k.pth',
+                 init_cfg=dict(
+                     type='Pretrained',
+                     checkpoint='pretrained/deit_3_small_224_21k.pth'),
                  drop_path_rate=0.05, constant_drop_path=True),
             dict(model_name='deit3_large_patch16_224',
-                 checkpoint='pretrained/deit_3_large_224_21k.pth',
+                 init_cfg=dict(
+                     type='Pretrained',
+                     checkpoint='pretrained/deit_3_large_224_21k.pth'),
                  drop_path_rate=0.4, constant_drop_path=True),
         ],
         mode='v2',
