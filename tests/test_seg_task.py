@@ -8,6 +8,7 @@ import os.path as osp
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from flexvit_mm.models.stitching.space import StitchingSpace
@@ -19,49 +20,51 @@ from .test_snnetv2_training import _records
 TINY_IDS = StitchingSpace([3, 6]).stitch_ids
 
 
-def test_ade20k_and_cocostuff_train_validate_and_sweep(synthetic, tmp_path):
-    for kind, name, classes in (('ade20k', 'ade20k', 150),
-                                ('coco_stuff10k', 'cocostuff10k', 171)):
-        config = osp.join(CONFIGS, f'seg_snnetv2_{name}_tiny.py')
-        options = data_root_options(synthetic(kind))
-        work_dir = str(tmp_path / kind)
-        proc = run_tool('tools/train.py', config, '--work-dir', work_dir,
-                        '--cfg-options', *options)
-        log = proc.stdout + proc.stderr
-        assert 'fitted 5 stitching layers by least squares' in log
-        # Validation: the two anchors and the middle of the FLOPs range,
-        # each logged, plus their mean under the plain name.
-        metrics = val_metrics(work_dir)[-1]
-        with open(osp.join(work_dir, 'stitch_flops_64x64.json')) as f:
-            table = json.load(f)['table']
-        flops = {int(i): row['flops'] for i, row in table.items()}
-        middle = (min(flops.values()) + max(flops.values())) / 2
-        expected_middle = min(sorted(flops),
-                              key=lambda i: abs(flops[i] - middle))
-        validated = sorted({0, 1, expected_middle})
-        for stitch_id in validated:
-            assert 0 <= metrics[f'stitch_{stitch_id}/mIoU'] <= 100
-        assert not any(f'stitch_{i}/mIoU' in metrics for i in TINY_IDS
-                       if i not in validated)
-        mean = sum(metrics[f'stitch_{i}/mIoU'] for i in validated) / len(
-            validated)
-        assert math.isclose(metrics['mIoU'], mean, abs_tol=0.01)
+@pytest.mark.parametrize('kind,name,classes',
+                         [('ade20k', 'ade20k', 150),
+                          ('coco_stuff10k', 'cocostuff10k', 171)])
+def test_segmentation_trains_validates_and_sweeps(kind, name, classes,
+                                                  synthetic, tmp_path):
+    config = osp.join(CONFIGS, f'seg_snnetv2_{name}_tiny.py')
+    options = data_root_options(synthetic(kind))
+    work_dir = str(tmp_path / kind)
+    proc = run_tool('tools/train.py', config, '--work-dir', work_dir,
+                    '--cfg-options', *options)
+    log = proc.stdout + proc.stderr
+    assert 'fitted 5 stitching layers by least squares' in log
+    # Validation: the two anchors and the middle of the FLOPs range,
+    # each logged, plus their mean under the plain name.
+    metrics = val_metrics(work_dir)[-1]
+    with open(osp.join(work_dir, 'stitch_flops_64x64.json')) as f:
+        table = json.load(f)['table']
+    flops = {int(i): row['flops'] for i, row in table.items()}
+    middle = (min(flops.values()) + max(flops.values())) / 2
+    expected_middle = min(sorted(flops),
+                          key=lambda i: abs(flops[i] - middle))
+    validated = sorted({0, 1, expected_middle})
+    for stitch_id in validated:
+        assert 0 <= metrics[f'stitch_{stitch_id}/mIoU'] <= 100
+    assert not any(f'stitch_{i}/mIoU' in metrics for i in TINY_IDS
+                   if i not in validated)
+    mean = sum(metrics[f'stitch_{i}/mIoU'] for i in validated) / len(
+        validated)
+    assert math.isclose(metrics['mIoU'], mean, abs_tol=0.01)
 
-        sweep = str(tmp_path / f'{kind}_sweep')
-        run_tool('tools/test.py', config, osp.join(work_dir, 'iter_4.pth'),
-                 '--work-dir', sweep, '--stitch-id', 'all', '--cfg-options',
-                 *options)
-        with open(osp.join(sweep, 'stitches.json')) as f:
-            rows = json.load(f)
-        assert [r['id'] for r in rows] == list(TINY_IDS)
-        for row in rows:
-            assert math.isfinite(row['mIoU']) and 0 <= row['mIoU'] <= 100
-            assert row['gflops'] > 0
-        assert osp.isfile(osp.join(sweep, 'stitches_pareto.png'))
-        # The checkpoint's heads are the task's.
-        state = load_checkpoint(osp.join(work_dir, 'iter_4.pth'))
-        assert state['state_dict']['decode_head.conv_seg.weight'].shape[
-            0] == classes
+    sweep = str(tmp_path / f'{kind}_sweep')
+    run_tool('tools/test.py', config, osp.join(work_dir, 'iter_4.pth'),
+             '--work-dir', sweep, '--stitch-id', 'all', '--cfg-options',
+             *options)
+    with open(osp.join(sweep, 'stitches.json')) as f:
+        rows = json.load(f)
+    assert [r['id'] for r in rows] == list(TINY_IDS)
+    for row in rows:
+        assert math.isfinite(row['mIoU']) and 0 <= row['mIoU'] <= 100
+        assert row['gflops'] > 0
+    assert osp.isfile(osp.join(sweep, 'stitches_pareto.png'))
+    # The checkpoint's heads are the task's.
+    state = load_checkpoint(osp.join(work_dir, 'iter_4.pth'))
+    assert state['state_dict']['decode_head.conv_seg.weight'].shape[
+        0] == classes
 
 
 def test_two_ranks_train_the_same_segmentation_stitches(synthetic, tmp_path):

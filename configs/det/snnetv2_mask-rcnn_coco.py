@@ -52,9 +52,8 @@ Differs from ViTDet:
 - no ``Fp16CompresssionHook`` (DDP fp16 gradient compression, a hook of
   the mmdet ViTDet project only).
 
-Validation during training evaluates the backbone's eval stitch
-(``stitch_id``: 0, DeiT3-S alone). Every stitch:
-``tools/test.py CONFIG CKPT --stitch-id all --flops-shape 1024 1024``.
+Every stitch: ``tools/test.py CONFIG CKPT --stitch-id all`` (GFLOPs counted
+at the StitchSamplingHook's 1024x1024).
 """
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',

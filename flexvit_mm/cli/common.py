@@ -22,8 +22,9 @@ def add_common_args(parser):
         nargs='+',
         action=DictAction,
         help='override config settings, e.g. "train_cfg.max_iters=100"; '
-        'a list is given as key="[a,b]" or key=a,b (no spaces). Applied '
-        'last, after every other option.')
+        'a list is given as key="[a,b]" or key=a,b (no spaces). train.py '
+        'applies it before --amp, --auto-scale-lr and --no-validate (which '
+        'build on it); test.py applies it last.')
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
