@@ -5,17 +5,15 @@ sampling, validation of a fixed set of stitches, the all-stitch test sweep,
 import json
 import math
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from flexvit_mm.models.stitching.space import StitchingSpace
 
-from .conftest import (CONFIGS, REPO, data_root_options, free_port,
-                       load_checkpoint, run_tool, tool_env, val_metrics)
-from .test_snnetv2_training import _records
+from .conftest import (CONFIGS, data_root_options, load_checkpoint,
+                       run_tool, val_metrics)
+from .helpers.stitch_record import train_on_two_ranks
 
 TINY_IDS = StitchingSpace([3, 6]).stitch_ids
 
@@ -69,24 +67,9 @@ def test_segmentation_trains_validates_and_sweeps(kind, name, classes,
 
 def test_two_ranks_train_the_same_segmentation_stitches(synthetic, tmp_path):
     config = osp.join(CONFIGS, 'dist_seg_snnetv2_ade20k_tiny.py')
-    work_dir = str(tmp_path / 'dist')
-    env = tool_env(PYTHON=sys.executable, PORT=str(free_port()))
-    proc = subprocess.run(
-        ['bash', osp.join(REPO, 'tools', 'dist_train.sh'), config, '2',
-         '--work-dir', work_dir, '--no-validate', '--cfg-options',
-         *data_root_options(synthetic('ade20k'))],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-5000:]
-    size0, rank0 = _records(work_dir, 0)
-    size1, rank1 = _records(work_dir, 1)
-    assert size0 == size1 == 2
-    stitches = [rank0[i]['stitch'] for i in range(6)]
-    assert stitches == [rank1[i]['stitch'] for i in range(6)]
+    stitches = train_on_two_ranks(config, str(tmp_path / 'dist'),
+                                  data_root_options(synthetic('ade20k')))
     assert len(set(stitches)) > 1  # the sampler did move between stitches
-    weights = [load_checkpoint(osp.join(work_dir, f'weights_rank{r}.pth'))
-               for r in (0, 1)]
-    for key, value in weights[0].items():  # W0 and bias tables included
-        torch.testing.assert_close(weights[1][key], value, rtol=0, atol=0)
 
 
 def test_converter_tool_writes_a_loadable_segmentor(synthetic, tmp_path):

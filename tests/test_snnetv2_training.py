@@ -2,27 +2,16 @@
 init, FLOPs-grouped sampling, the same stitch on every rank, exact resume."""
 import json
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from flexvit_mm.models.stitching.sampler import FlopsGroupedSampler
 
-from .conftest import (CONFIGS, REPO, data_root_options, free_port,
-                       load_checkpoint, run_tool, tool_env)
+from .conftest import CONFIGS, data_root_options, load_checkpoint, run_tool
+from .helpers.stitch_record import read_records, train_on_two_ranks
 
 CONFIG = osp.join(CONFIGS, 'cls_snnetv2_tiny.py')
-
-
-def _records(work_dir, rank=0):
-    with open(osp.join(work_dir, f'stitches_rank{rank}.json')) as f:
-        runs = [json.loads(line) for line in f]
-    trained = {}
-    for run in runs:
-        trained.update({int(k): v for k, v in run['trained'].items()})
-    return runs[-1]['world_size'], trained
 
 
 def test_training_initialises_samples_and_checkpoints(synthetic, tmp_path):
@@ -40,7 +29,7 @@ def test_training_initialises_samples_and_checkpoints(synthetic, tmp_path):
     # (seed, iteration).
     sampler = FlopsGroupedSampler(
         {i: v['flops'] / 1e9 for i, v in table.items()}, 0.0005, seed=0)
-    _, trained = _records(work_dir)
+    _, trained = read_records(work_dir)
     assert [trained[i]['stitch'] for i in range(6)] == [
         sampler.sample(i) for i in range(6)]
     assert len({trained[i]['stitch'] for i in range(6)}) > 1
@@ -73,8 +62,8 @@ def test_resume_reproduces_stitches_and_losses(synthetic, tmp_path):
                     '--no-validate', '--resume', '--cfg-options', *options)
     assert 'a checkpoint was loaded, keeping its stitching layers' in (
         proc.stdout + proc.stderr)
-    _, a = _records(straight)
-    _, b = _records(interrupted)
+    _, a = read_records(straight)
+    _, b = read_records(interrupted)
     assert sorted(b) == list(range(6))
     for i in range(3, 6):
         assert b[i]['stitch'] == a[i]['stitch']
@@ -103,23 +92,10 @@ def test_resume_refuses_a_checkpoint_of_other_anchors(synthetic, tmp_path):
 
 def test_two_ranks_train_the_same_stitch_and_end_identical(
         synthetic, tmp_path):
-    work_dir = str(tmp_path / 'dist')
-    env = tool_env(PYTHON=sys.executable, PORT=str(free_port()))
-    proc = subprocess.run(
-        ['bash', osp.join(REPO, 'tools', 'dist_train.sh'), CONFIG, '2',
-         '--work-dir', work_dir, '--no-validate', '--cfg-options',
-         *data_root_options(synthetic('imagenet'))],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-5000:]
-    size0, rank0 = _records(work_dir, 0)
-    size1, rank1 = _records(work_dir, 1)
-    assert size0 == size1 == 2
-    assert [rank0[i]['stitch'] for i in range(6)] == [
-        rank1[i]['stitch'] for i in range(6)]
-    weights = [load_checkpoint(osp.join(work_dir, f'weights_rank{r}.pth'))
-               for r in (0, 1)]
-    for key, value in weights[0].items():  # W0 included
-        torch.testing.assert_close(weights[1][key], value, rtol=0, atol=0)
+    stitches = train_on_two_ranks(
+        CONFIG, str(tmp_path / 'dist'),
+        data_root_options(synthetic('imagenet')))
+    assert len(stitches) == 6
 
 
 def test_test_tool_evaluates_stitches_in_one_pass(synthetic, tmp_path):

@@ -10,20 +10,5 @@ _base_ = ['./snnetv2_ade20k.py']
 
 model = dict(
     backbone=dict(
-        anchors=[
-            dict(model_name='deit3_base_patch16_224',
-                 img_size=512,
-                 drop_path_rate=0.1,
-                 rel_pos_bias=True,
-                 init_cfg=dict(
-                     type='Pretrained',
-                     checkpoint='pretrained/deit_3_base_224_21k.pth')),
-            dict(model_name='deit3_large_patch16_224',
-                 img_size=512,
-                 drop_path_rate=0.1,
-                 rel_pos_bias=True,
-                 init_cfg=dict(
-                     type='Pretrained',
-                     checkpoint='pretrained/deit_3_large_224_21k.pth')),
-        ],
+        anchors=[{{_base_.seg_anchors.base}}, {{_base_.seg_anchors.large}}],
         lora_rank=4))

@@ -7,6 +7,7 @@
 # convert exactly. Drop-path 0.1, linearly increasing over the blocks.
 # Dense outputs: large blocks 9, 14, 19, 23 (small blocks 4, 7, 9, 11 through
 # the S->L stitching layers), 1024 channels at stride 16 for every stitch.
+_base_ = ['./deit3_anchors_seg512.py']
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 data_preprocessor = dict(
     type='SegDataPreProcessor',
@@ -43,22 +44,7 @@ model = dict(
     data_preprocessor=data_preprocessor,
     backbone=dict(
         type='SNNetv2',
-        anchors=[
-            dict(model_name='deit3_small_patch16_224',
-                 img_size=512,
-                 drop_path_rate=0.1,
-                 rel_pos_bias=True,
-                 init_cfg=dict(
-                     type='Pretrained',
-                     checkpoint='pretrained/deit_3_small_224_21k.pth')),
-            dict(model_name='deit3_large_patch16_224',
-                 img_size=512,
-                 drop_path_rate=0.1,
-                 rel_pos_bias=True,
-                 init_cfg=dict(
-                     type='Pretrained',
-                     checkpoint='pretrained/deit_3_large_224_21k.pth')),
-        ],
+        anchors=[{{_base_.seg_anchors.small}}, {{_base_.seg_anchors.large}}],
         mode='v2',
         lora_rank=16,
         out_indices=(9, 14, 19, 23),
