@@ -1,3 +1,4 @@
+from .shvit import SHViT
 from .snnetv2 import SNNetv2
 
-__all__ = ['SNNetv2']
+__all__ = ['SHViT', 'SNNetv2']
