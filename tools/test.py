@@ -1,7 +1,7 @@
 """Evaluate a checkpoint with an mmseg, mmdet or mmpretrain config.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out PATH]
-        [--show-dir DIR] [--tta] [--cfg-options K=V ...]
+        [--fuse] [--show-dir DIR] [--tta] [--cfg-options K=V ...]
         [--launcher {none,pytorch,slurm,mpi}]
 """
 import flexvit_mm  # noqa: F401  (registers modules, applies compat fixes)

@@ -25,6 +25,12 @@ def parse_args(argv=None):
     parser.add_argument(
         '--tta', action='store_true', help='test-time augmentation')
     parser.add_argument(
+        '--fuse',
+        action='store_true',
+        help='after loading the checkpoint, call switch_to_deploy() on '
+        'every module that has one (e.g. SHViT and SHViTClsHead fold their '
+        'BatchNorms into the convs/linear) and test the fused model')
+    parser.add_argument(
         '--stitch-id',
         help='stitched backbones (SN-Netv2): the stitch(es) to evaluate: an '
         'id, a list "3,12,80" (ranges "2-12" too) or "all". The test set is '
@@ -93,6 +99,78 @@ def build_test_config(args):
     return cfg, toolbox
 
 
+def fuse_model(model):
+    """Call ``switch_to_deploy()`` on every module that has one.
+
+    Only the outermost such modules are called: a module's
+    ``switch_to_deploy`` is responsible for its own submodules, and fusing
+    one twice is an error. Modules already fused (``deploy`` is True, e.g.
+    built with ``deploy=True``) are skipped.
+
+    Args:
+        model (nn.Module): The model, in eval mode.
+
+    Returns:
+        list[str]: the names of the modules fused ('' for the model).
+
+    Raises:
+        UserInputError: if some module is in training mode (a fused
+            BatchNorm computes with its running statistics, a training one
+            with the batch's: fusing would change the function), or if no
+            module can be fused.
+    """
+    training = [name or type(model).__name__
+                for name, m in model.named_modules() if m.training]
+    if training:
+        raise UserInputError(
+            '--fuse: the model is in training mode (modules '
+            f'{training[:5]}{" ..." if len(training) > 5 else ""}); fusing '
+            'folds the BatchNorm running statistics and is only valid in '
+            'eval mode. Call model.eval() first (tools/test.py does), or '
+            'check the modules whose train() ignores eval().')
+    fused, done, skipped = [], [], []
+    for name, module in list(model.named_modules()):
+        if not callable(getattr(module, 'switch_to_deploy', None)):
+            continue
+        if any(name.startswith(p + '.') or p == '' for p in done):
+            continue  # inside a module already handled
+        done.append(name)
+        if getattr(module, 'deploy', False) is True:
+            skipped.append(name)
+            continue
+        module.switch_to_deploy()
+        fused.append(name)
+    if not fused and not skipped:
+        raise UserInputError(
+            '--fuse: no module of this model has switch_to_deploy(); there '
+            'is nothing to fuse. Drop --fuse.')
+    return fused
+
+
+def _make_fuse_hook():
+    """A hook that fuses the model after ``runner.test()`` has loaded the
+    checkpoint (``before_test`` comes after ``load_or_resume``) and before
+    the first batch."""
+    from mmengine.hooks import Hook
+    from mmengine.logging import print_log
+    from mmengine.model import is_model_wrapper
+
+    class FuseHook(Hook):
+        priority = 'VERY_HIGH'
+
+        def before_test(self, runner):
+            model = runner.model.module if is_model_wrapper(
+                runner.model) else runner.model
+            # TestLoop.run() calls model.eval() right after this hook
+            # anyway; fusing needs it first.
+            model.eval()
+            names = fuse_model(model)
+            print_log(f'--fuse: switch_to_deploy() on {names}',
+                      logger='current')
+
+    return FuseHook()
+
+
 def _task_input_shape(runner, backbone):
     """The input size the config trains at: its StitchSamplingHook's, or
     the first anchor's ``img_size``."""
@@ -143,6 +221,9 @@ def main(argv=None):
         attach_out(runner, toolbox, args.out)
     if args.stitch_id is not None:
         _prepare_stitch_sweep(runner, args)
+    if args.fuse:
+        hook = _make_fuse_hook()
+        runner.register_hook(hook, priority=hook.priority)
     metrics = runner.test()
     finish_distributed()
     return metrics
