@@ -149,22 +149,30 @@ def fuse_model(model):
 
 def _make_fuse_hook():
     """A hook that fuses the model after ``runner.test()`` has loaded the
-    checkpoint (``before_test`` comes after ``load_or_resume``) and before
-    the first batch."""
-    from mmengine.hooks import Hook
+    checkpoint and every other hook has prepared the model for the test
+    epoch, before the first batch."""
+    from mmengine.hooks import EMAHook, Hook
     from mmengine.logging import print_log
     from mmengine.model import is_model_wrapper
 
     class FuseHook(Hook):
-        priority = 'VERY_HIGH'
+        # After EMAHook.before_test_epoch, which swaps the averaged weights
+        # in parameter by parameter: that needs the unfused structure.
+        priority = 'LOWEST'
 
-        def before_test(self, runner):
+        def before_test_epoch(self, runner):
             model = runner.model.module if is_model_wrapper(
                 runner.model) else runner.model
             # TestLoop.run() calls model.eval() right after this hook
             # anyway; fusing needs it first.
             model.eval()
             names = fuse_model(model)
+            for hook in runner.hooks:
+                if isinstance(hook, EMAHook):
+                    # Its after_test_epoch would swap the raw weights back
+                    # into the fused modules (other shapes); a test run
+                    # has no use for them.
+                    hook.after_test_epoch = lambda *args, **kwargs: None
             print_log(f'--fuse: switch_to_deploy() on {names}',
                       logger='current')
 
