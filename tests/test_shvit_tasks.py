@@ -181,8 +181,9 @@ def trained(synthetic, tmp_path_factory):
             config = osp.join(CONFIGS, config)
             options = data_root_options(synthetic(kind), kind)
             work_dir = str(tmp_path_factory.mktemp(f'train_{task}'))
+            # validation is what tools/test.py runs next: skip it here
             run_tool('tools/train.py', config, '--work-dir', work_dir,
-                     '--cfg-options', *options)
+                     '--no-validate', '--cfg-options', *options)
             checkpoint = osp.join(work_dir, 'iter_4.pth')
             assert osp.isfile(checkpoint)
             done[task] = (config, checkpoint, options)
@@ -191,7 +192,8 @@ def trained(synthetic, tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize('task', sorted(TASKS))
+# cls is tested (plain and fused) by test_fused_test_matches_unfused
+@pytest.mark.parametrize('task', sorted(set(TASKS) - {'cls'}))
 def test_train_then_test(task, trained, tmp_path):
     config, checkpoint, options = trained(task)
     test_dir = str(tmp_path / 'test')
@@ -226,7 +228,8 @@ def test_fused_test_matches_unfused(trained, tmp_path):
         results['fused']
     assert plain.shape == (8, 1000)
     assert torch.allclose(plain, fused, rtol=1e-4, atol=1e-6)
-    for key in ('accuracy/top1', 'accuracy/top5'):
+    for key in TASKS['cls'][2]:
+        assert math.isfinite(plain_metrics[key])
         assert fused_metrics[key] == plain_metrics[key]
 
 

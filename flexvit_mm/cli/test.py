@@ -139,6 +139,8 @@ def fuse_model(model):
             skipped.append(name)
             continue
         module.switch_to_deploy()
+        # the fused convs/linears are new modules, created in training mode
+        module.train(False)
         fused.append(name)
     if not fused and not skipped:
         raise UserInputError(
