@@ -91,6 +91,8 @@ def test_compare_shvit_interleaved_and_ratios():
     # identical weights through the converters: the same function
     errors = {k: v for k, v in s1['max_rel_err'].items() if k != 'reference'}
     assert errors and max(errors.values()) < 1e-4
+    for key, ratio in s1['paired_ratios'].items():
+        assert ratio > 0 and key in s1['ratios']
     table = bm.format_compare_table(result)
     assert '| S1 | 32x32 |' in table and 'ours/timm' in table
 

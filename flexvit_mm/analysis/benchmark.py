@@ -604,8 +604,9 @@ def compare_shvit(variants: Sequence[str] = ('s1', 's2', 's3', 's4'),
 
     Returns:
         dict: ``protocol`` and ``variants`` -> {variant: dict(shape,
-        models={name: summary + fuse}, ratios={'ours/official', 'ours/timm'},
-        max_rel_err, order)}.
+        models={name: summary + fuse}, ratios={'ours/official', 'ours/timm'}
+        (of the medians), paired_ratios (median over rounds of the
+        per-round ratio), max_rel_err, order)}.
     """
     keys = [parse_shvit_variant(v) for v in variants]
     if not keys:
@@ -646,7 +647,17 @@ def compare_shvit(variants: Sequence[str] = ('s1', 's2', 's3', 's4'),
                 models[other]['images_per_s']
                 for other in ('official', 'timm') if other in models
             }
+            # Per-round ratio (runs of one round are back to back, so they
+            # share the machine's state): a load change between rounds,
+            # which moves every median, cancels out here.
+            paired = {
+                f'ours/{other}': statistics.median(
+                    t_other / t_ours for t_ours, t_other in zip(
+                        times['ours'], times[other]))
+                for other in ('official', 'timm') if other in models
+            }
             results[key] = dict(shape=list(hw), models=models, ratios=ratios,
+                                paired_ratios=paired,
                                 max_rel_err=dict(reference=ref, **errors),
                                 order=order)
             del trio, runners, outputs
@@ -664,7 +675,8 @@ def format_compare_table(result):
                if any(n in v['models'] for v in result['variants'].values())]
     ratio_keys = [f'ours/{n}' for n in ('official', 'timm') if n in present]
     head = (['variant', 'input'] + [f'{n} img/s' for n in present] +
-            ratio_keys + ['spread (max)'])
+            ratio_keys + [f'{r} paired' for r in ratio_keys] +
+            ['spread (max)'])
     lines = ['| ' + ' | '.join(head) + ' |',
              '|' + '---|' * len(head)]
     for key, v in result['variants'].items():
@@ -672,6 +684,7 @@ def format_compare_table(result):
         row += [f'{v["models"][n]["images_per_s"]:.1f}'
                 if n in v['models'] else '-' for n in present]
         row += [f'{v["ratios"][r]:.3f}' for r in ratio_keys]
+        row += [f'{v["paired_ratios"][r]:.3f}' for r in ratio_keys]
         row.append(f'{max(m["spread"] for m in v["models"].values()):.1%}')
         lines.append('| ' + ' | '.join(row) + ' |')
     return '\n'.join(lines)
