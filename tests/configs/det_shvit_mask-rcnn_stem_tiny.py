@@ -1,6 +1,6 @@
-# The real-stem-features variant (configs/det/shvit-s4_mask-rcnn_1x_coco_stem.py)
-# of the tiny SHViT mask-rcnn: the tiny arch's stem maps have 16 / 4 = 4 and
-# 16 / 2 = 8 channels.
+# The real-stem-features variant of the tiny SHViT mask-rcnn
+# (configs/det/shvit-s4_mask-rcnn_1x_coco_stem.py): the tiny arch's stem maps
+# have 16 / 4 = 4 and 16 / 2 = 8 channels.
 _base_ = ['./det_shvit_mask-rcnn_tiny.py']
 model = dict(
     backbone=dict(with_stem_features=True),
