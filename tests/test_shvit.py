@@ -4,10 +4,12 @@ fusion, feature shapes, freezing and bad input."""
 import re
 
 import pytest
+import timm.models.shvit as timm_shvit
 import torch
 import torch.nn as nn
 
 import flexvit_mm  # noqa: F401
+from flexvit_mm.analysis.benchmark import randomise_norms
 from flexvit_mm.cli import UserInputError
 from flexvit_mm.cli.convert_shvit import convert_file
 from flexvit_mm.models import SHViT
@@ -15,7 +17,6 @@ from flexvit_mm.models.backbones.shvit_convert import (
     IncompatibleSHViTCheckpointError, convert_shvit, detect_layout)
 from flexvit_mm.models.heads import SHViTClsHead
 
-timm_shvit = pytest.importorskip('timm.models.shvit')
 
 ARCHS = ['s1', 's2', 's3', 's4']
 
@@ -25,18 +26,8 @@ def rel_err(a, b):
 
 
 def randomise(model, seed=0):
-    """Random BN running stats and affine, random GroupNorm affine, and
-    non-zero weights where the official init uses 0."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm)):
-                n = m.weight.numel()
-                m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
-                m.bias.copy_(torch.rand(n, generator=gen) - 0.5)
-            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-                m.running_mean.copy_(torch.rand(n, generator=gen) - 0.5)
-                m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+    """Random BN running stats and affine, random GroupNorm affine."""
+    randomise_norms(model, seed)
     return model
 
 

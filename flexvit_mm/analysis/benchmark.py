@@ -306,8 +306,19 @@ def load_official_shvit(repo):
     return module, utils.replace_batchnorm
 
 
+def build_official_shvit(module, arch):
+    """The official SHViT of variant ``arch`` from the module
+    :func:`load_official_shvit` imported, with a 1000-class head."""
+    from ..models.backbones.shvit import SHViT
+    cfg = SHViT.arch_zoo[arch]
+    return module.SHViT(
+        embed_dim=cfg['embed_dims'], depth=cfg['depths'],
+        partial_dim=cfg['partial_dims'], types=cfg['types'],
+        qk_dim=[cfg['qk_dim']] * 3, num_classes=1000)
+
+
 @torch.no_grad()
-def _randomise_norms(model, seed):
+def randomise_norms(model, seed=0):
     """Random BN/GroupNorm affine and BN running statistics, so that fusion
     does real work (fresh BNs fold to near-identities) and the output
     comparison between implementations means something."""
@@ -346,27 +357,22 @@ def build_shvit_trio(variant, official_repo=None, seed=0):
     """
     import timm
 
-    from ..models.backbones.shvit import SHViT
     from ..models.backbones.shvit_convert import (convert_shvit,
                                                   official_to_timm_key)
     arch = parse_shvit_variant(variant)
-    cfg = SHViT.arch_zoo[arch]
     torch.manual_seed(seed)
     trio = {}
     timm_model = timm.create_model(f'shvit_{arch}', num_classes=1000).eval()
     if official_repo:
         module, replace_batchnorm = load_official_shvit(official_repo)
-        official = module.SHViT(
-            embed_dim=cfg['embed_dims'], depth=cfg['depths'],
-            partial_dim=cfg['partial_dims'], types=cfg['types'],
-            qk_dim=[cfg['qk_dim']] * 3, num_classes=1000).eval()
-        _randomise_norms(official, seed)
+        official = build_official_shvit(module, arch).eval()
+        randomise_norms(official, seed)
         source = official.state_dict()
         timm_model.load_state_dict(
             {official_to_timm_key(k): v for k, v in source.items()},
             strict=True)
     else:
-        _randomise_norms(timm_model, seed)
+        randomise_norms(timm_model, seed)
         source = timm_model.state_dict()
     ours = build_shvit_classifier(arch)
     state = convert_shvit(source, arch)
