@@ -122,8 +122,8 @@ def test_amp_on_cpu_is_a_clear_error(capsys):
     assert '--amp' in capsys.readouterr().err
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason='CUDA is available')
-def test_cuda_unavailable_is_a_clear_error():
+def test_cuda_unavailable_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     with pytest.raises(bm.BenchmarkError, match='not available'):
         bm.resolve_protocol('cuda')
 

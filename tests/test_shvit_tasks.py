@@ -205,6 +205,42 @@ def test_train_then_test(task, trained, tmp_path):
         assert math.isfinite(metrics[key])
 
 
+@pytest.mark.parametrize('variant', ['s1', 's2', 's3'])
+def test_other_cls_recipes_train_and_test(variant, synthetic, tmp_path):
+    """The S1-S3 recipes (S4's is trained above) through the tools, shrunk
+    exactly as the S4 test config: that config with its first base swapped
+    for this variant's real config."""
+    tiny = osp.join(CONFIGS, 'cls_shvit_s4_tiny.py')
+    with open(tiny) as f:
+        text = f.read()
+    text = text.replace(
+        "'../../configs/cls/shvit-s4_in1k.py'",
+        repr(osp.join(REPO, 'configs', 'cls', f'shvit-{variant}_in1k.py')))
+    text = text.replace("'./_base_/tiny_shvit_cls.py'",
+                        repr(osp.join(CONFIGS, '_base_',
+                                      'tiny_shvit_cls.py')))
+    config = str(tmp_path / f'cls_shvit_{variant}_tiny.py')
+    with open(config, 'w') as f:
+        f.write(text)
+    options = data_root_options(synthetic('imagenet'), 'imagenet')
+    work_dir = str(tmp_path / 'work')
+    proc = run_tool('tools/train.py', config, '--work-dir', work_dir,
+                    '--cfg-options', *options)
+    from mmengine import Config
+    real = Config.fromfile(
+        osp.join(REPO, 'configs', 'cls', f'shvit-{variant}_in1k.py'))
+    assert Config.fromfile(config).optim_wrapper.optimizer.weight_decay == \
+        real.optim_wrapper.optimizer.weight_decay  # the variant's recipe
+    checkpoint = osp.join(work_dir, 'iter_4.pth')
+    assert osp.isfile(checkpoint), proc.stdout[-2000:]
+    test_dir = str(tmp_path / 'test')
+    run_tool('tools/test.py', config, checkpoint, '--work-dir', test_dir,
+             '--fuse', '--cfg-options', *options)
+    metrics = latest_metrics(test_dir)
+    for key in TASKS['cls'][2]:
+        assert math.isfinite(metrics[key])
+
+
 def test_fused_test_matches_unfused(trained, tmp_path):
     """``--fuse`` folds every BN of the backbone and the head (after the
     EMA weights are swapped in) and gives the same scores and metrics."""

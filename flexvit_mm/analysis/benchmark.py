@@ -245,36 +245,15 @@ def build_from_config(config, cfg_options=None):
 
 
 def fuse_model(model):
-    """Call ``switch_to_deploy()`` on every module that has it (outermost
-    first; a fused module's own children are left to it).
-
-    Args:
-        model (nn.Module): The model, in eval mode.
-
-    Returns:
-        list[str]: Names of the fused modules ('' is the model itself);
-        empty when nothing in the model can be fused.
-
-    Raises:
-        BenchmarkError: The model is in training mode. Folding a BN uses its
-            running statistics, which is what the eval-mode BN computes, not
-            the training-mode one (batch statistics): a training-mode model
-            would silently change function, so it is refused.
-    """
-    if model.training:
-        raise BenchmarkError(
-            'fuse_model needs the model in eval mode (BN folding uses the '
-            'running statistics); call model.eval() first.')
-    fused = []
-    for name, module in model.named_modules():
-        # inside an already fused module: that module fused its subtree
-        if any(not f or name.startswith(f + '.') for f in fused):
-            continue
-        deploy = getattr(module, 'switch_to_deploy', None)
-        if callable(deploy) and not getattr(module, 'deploy', False):
-            deploy()
-            fused.append(name)
-    return fused
+    """:func:`flexvit_mm.models.deploy.fuse_model`, its errors as
+    :class:`BenchmarkError`. Returns the fused module names (empty when
+    nothing in the model can be fused)."""
+    from ..models.deploy import FuseError
+    from ..models.deploy import fuse_model as fuse
+    try:
+        return fuse(model)
+    except FuseError as error:
+        raise BenchmarkError(f'fuse_model: {error}') from error
 
 
 def load_official_shvit(repo):

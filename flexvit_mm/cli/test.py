@@ -100,53 +100,18 @@ def build_test_config(args):
 
 
 def fuse_model(model):
-    """Call ``switch_to_deploy()`` on every module that has one.
-
-    Only the outermost such modules are called: a module's
-    ``switch_to_deploy`` is responsible for its own submodules, and fusing
-    one twice is an error. Modules already fused (``deploy`` is True, e.g.
-    built with ``deploy=True``) are skipped.
-
-    Args:
-        model (nn.Module): The model, in eval mode.
-
-    Returns:
-        list[str]: the names of the modules fused ('' for the model).
-
-    Raises:
-        UserInputError: if some module is in training mode (a fused
-            BatchNorm computes with its running statistics, a training one
-            with the batch's: fusing would change the function), or if no
-            module can be fused.
-    """
-    training = [name or type(model).__name__
-                for name, m in model.named_modules() if m.training]
-    if training:
-        raise UserInputError(
-            '--fuse: the model is in training mode (modules '
-            f'{training[:5]}{" ..." if len(training) > 5 else ""}); fusing '
-            'folds the BatchNorm running statistics and is only valid in '
-            'eval mode. Call model.eval() first (tools/test.py does), or '
-            'check the modules whose train() ignores eval().')
-    fused, done, skipped = [], [], []
-    for name, module in list(model.named_modules()):
-        if not callable(getattr(module, 'switch_to_deploy', None)):
-            continue
-        if any(name.startswith(p + '.') or p == '' for p in done):
-            continue  # inside a module already handled
-        done.append(name)
-        if getattr(module, 'deploy', False) is True:
-            skipped.append(name)
-            continue
-        module.switch_to_deploy()
-        # the fused convs/linears are new modules, created in training mode
-        module.train(False)
-        fused.append(name)
-    if not fused and not skipped:
+    """:func:`flexvit_mm.models.deploy.fuse_model` for ``--fuse``: its
+    errors, and a model with nothing to fuse, end as user errors."""
+    from ..models.deploy import FuseError, can_fuse
+    from ..models.deploy import fuse_model as fuse
+    if not can_fuse(model):
         raise UserInputError(
             '--fuse: no module of this model has switch_to_deploy(); there '
             'is nothing to fuse. Drop --fuse.')
-    return fused
+    try:
+        return fuse(model)
+    except FuseError as error:
+        raise UserInputError(f'--fuse: {error}') from error
 
 
 def _make_fuse_hook():
@@ -181,24 +146,10 @@ def _make_fuse_hook():
     return FuseHook()
 
 
-def _task_input_shape(runner, backbone):
-    """The input size the config trains at: its StitchSamplingHook's, or
-    the first anchor's ``img_size``."""
-    from ..engine.hooks import StitchSamplingHook
-    for hook in runner.hooks:
-        if isinstance(hook, StitchSamplingHook):
-            return hook._input_shape(backbone)
-    return tuple(backbone.anchors[0].patch_embed.img_size)
-
-
 def _prepare_stitch_sweep(runner, args):
     """Check the ids against the model (a clear error before any data is
     read) and give the sweep the per-stitch GFLOPs table."""
-    import os.path as osp
-
-    from mmengine.dist import broadcast_object_list, get_dist_info
-
-    from ..analysis.stitch_table import load_or_compute_stitch_table
+    from ..engine.hooks import shared_stitch_table
     from ..models.stitching.selection import (find_stitched_backbone,
                                               parse_stitch_ids)
     try:
@@ -208,15 +159,8 @@ def _prepare_stitch_sweep(runner, args):
         raise UserInputError(f'--stitch-id {args.stitch_id}: {error}')
     if args.no_flops:
         return
-    shape = tuple(args.flops_shape or _task_input_shape(runner, backbone))
-    table = [None]
-    if get_dist_info()[0] == 0:
-        table[0] = load_or_compute_stitch_table(
-            backbone, shape,
-            osp.join(runner.work_dir,
-                     f'stitch_flops_{shape[0]}x{shape[1]}.json'))
-    broadcast_object_list(table)
-    runner._test_loop['flops'] = table[0]
+    runner._test_loop['flops'] = shared_stitch_table(
+        runner, backbone, args.flops_shape)
 
 
 def main(argv=None):

@@ -681,29 +681,12 @@ class StitchSweepValLoop(StitchSweepTestLoop):
     def _deferred(self, stitch_ids) -> bool:
         return stitch_ids == 'anchors+middle'
 
-    def _flops_table(self, backbone) -> Dict[int, dict]:
-        from mmengine.dist import broadcast_object_list, get_dist_info
-
-        from ..analysis.stitch_table import load_or_compute_stitch_table
-        from .hooks import StitchSamplingHook
-        shape = tuple(backbone.anchors[0].patch_embed.img_size)
-        for hook in self.runner.hooks:
-            if isinstance(hook, StitchSamplingHook):
-                shape = hook._input_shape(backbone)
-        table = [None]
-        if get_dist_info()[0] == 0:
-            table[0] = load_or_compute_stitch_table(
-                backbone, shape,
-                osp.join(self.runner.work_dir,
-                         f'stitch_flops_{shape[0]}x{shape[1]}.json'))
-        broadcast_object_list(table)
-        return table[0]
-
     def run(self) -> dict:
         """Validate the stitches; returns the metrics the hooks received."""
         if not self.stitch_ids:
             backbone = find_stitched_backbone(self.runner.model)
-            self.flops = self._flops_table(backbone)
+            from .hooks import shared_stitch_table
+            self.flops = shared_stitch_table(self.runner, backbone)
             self._build_evaluators(anchors_and_middle(self.flops))
             print_log(
                 'StitchSweepValLoop: validating stitches '

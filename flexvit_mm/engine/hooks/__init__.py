@@ -1,4 +1,8 @@
-from .stitch_sampling_hook import StitchSamplingHook
+from .stitch_sampling_hook import (StitchSamplingHook, shared_stitch_table,
+                                   task_input_shape)
 from .stitching_init_hook import StitchingInitHook
 
-__all__ = ['StitchSamplingHook', 'StitchingInitHook']
+__all__ = [
+    'StitchSamplingHook', 'StitchingInitHook', 'shared_stitch_table',
+    'task_input_shape'
+]

@@ -1,6 +1,6 @@
 """FLOPs-grouped ("resource-constrained") stitch sampling during training."""
 import os.path as osp
-from typing import Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 from mmengine.dist import broadcast_object_list, get_dist_info
 from mmengine.hooks import Hook
@@ -62,16 +62,10 @@ class StitchSamplingHook(Hook):
 
     def before_train(self, runner) -> None:
         backbone = find_stitched_backbone(runner.model)
-        shape = self._input_shape(backbone)
-        cache = osp.join(runner.work_dir,
-                         f'stitch_flops_{shape[0]}x{shape[1]}.json')
-        # Rank 0 counts (or reads the cache); the others receive its table.
-        table = [None]
-        if get_dist_info()[0] == 0:
-            table[0] = load_or_compute_stitch_table(backbone, shape, cache)
-        broadcast_object_list(table)
+        table = shared_stitch_table(runner, backbone,
+                                    self._input_shape(backbone))
         ids = self.stitch_ids or backbone.stitch_ids
-        flops = {i: table[0][i]['flops'] / 1e9 for i in ids}
+        flops = {i: table[i]['flops'] / 1e9 for i in ids}
         seed = self.seed if self.seed is not None else (runner.seed or 0)
         self.sampler = FlopsGroupedSampler(
             flops, self.gap, seed=seed, per_rank=self.per_rank)
@@ -118,3 +112,29 @@ class StitchSamplingHook(Hook):
                 'stitched pair (' + '; '.join(differences) + '). Resume '
                 'with the config it was trained with, or start a new run '
                 'in another --work-dir.')
+
+
+def task_input_shape(runner, backbone) -> Tuple[int, int]:
+    """The input size a run trains at: its StitchSamplingHook's
+    ``input_shape``, else the first anchor's ``img_size``."""
+    for hook in runner.hooks:
+        if isinstance(hook, StitchSamplingHook):
+            return hook._input_shape(backbone)
+    return tuple(backbone.anchors[0].patch_embed.img_size)
+
+
+def shared_stitch_table(runner, backbone,
+                        input_shape: Optional[Sequence[int]] = None
+                        ) -> Dict[int, dict]:
+    """The per-stitch FLOPs/params table at ``input_shape`` (default:
+    :func:`task_input_shape`), the same on every rank: rank 0 counts it, or
+    reads ``WORK_DIR/stitch_flops_HxW.json``, and broadcasts it."""
+    shape = tuple(input_shape or task_input_shape(runner, backbone))
+    table = [None]
+    if get_dist_info()[0] == 0:
+        table[0] = load_or_compute_stitch_table(
+            backbone, shape,
+            osp.join(runner.work_dir,
+                     f'stitch_flops_{shape[0]}x{shape[1]}.json'))
+    broadcast_object_list(table)
+    return table[0]

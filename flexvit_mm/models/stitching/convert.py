@@ -42,9 +42,9 @@ _MAE_BLOCK = {
 _MAE_LAYER = re.compile(r'^layers\.(\d+)\.(.+?)(\.weight|\.bias)?$')
 
 
-def is_mmseg_layout(state: Dict[str, torch.Tensor]) -> bool:
-    """Whether anchors are stored in mmseg's MAE/BEiT layout."""
-    return any(re.match(r'^anchors\.\d+\.layers\.\d+\.', k) for k in state)
+def is_mmseg_layout(anchor_state: Dict[str, torch.Tensor]) -> bool:
+    """Whether one anchor's keys are in mmseg's MAE/BEiT layout."""
+    return any(k.startswith('layers.') for k in anchor_state)
 
 
 def _mae_anchor_to_timm(state, anchor):
@@ -84,7 +84,7 @@ def _mae_anchor_to_timm(state, anchor):
 
 
 def _official_anchor_to_timm(state, anchor):
-    if is_mmseg_layout({'anchors.0.' + k: v for k, v in state.items()}):
+    if is_mmseg_layout(state):
         return _mae_anchor_to_timm(state, anchor)
     from timm.models.vision_transformer import checkpoint_filter_fn
     from ..backbones.anchors import has_rel_pos_bias, to_rel_pos_block_keys
