@@ -82,6 +82,9 @@ class SNNetv2(BaseModule):
         self.dense = out_indices is not None
         built = []
         self._anchor_checkpoints = []
+        # The arguments each anchor was built with (no weight file), for
+        # rebuilding parts of it, e.g. when exporting one stitch.
+        self.anchor_cfgs: List[dict] = []
         for cfg in anchors:
             cfg = dict(cfg)
             self._anchor_checkpoints.append(_anchor_checkpoint(cfg))
@@ -91,6 +94,7 @@ class SNNetv2(BaseModule):
                 cfg.update(num_classes=0, dynamic_img_size=True)
             elif num_classes is not None:
                 cfg['num_classes'] = num_classes
+            self.anchor_cfgs.append(dict(cfg))
             anchor = build_anchor(**cfg)
             if self.dense:
                 # Dense outputs are block outputs: no final norm (the
