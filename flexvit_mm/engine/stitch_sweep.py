@@ -11,6 +11,7 @@ mmpretrain config::
 
 ``runner.test()`` then returns ``{stitch_id: metrics}``.
 """
+import contextlib
 import copy
 import csv
 import json
@@ -126,6 +127,11 @@ class StitchSweepTestLoop(BaseLoop):
             file holding either (or its ``{'table': ...}`` cache format).
         primary_metric (str, optional): The report's y axis; by default the
             first of mIoU, accuracy/top1, coco/bbox_mAP, rmse, d1 found.
+        share_prefixes (bool): Compute the first steps that stitches share
+            once per batch (``SNNetv2.sharing_prefixes``) and run the
+            stitches in the depth-first order of their route tree. The
+            results are bit-identical to running each stitch alone; False
+            runs every stitch from scratch. Defaults to True.
 
     Returns of :meth:`run`:
         dict[int, dict]: ``{stitch_id: metrics}``.
@@ -140,8 +146,11 @@ class StitchSweepTestLoop(BaseLoop):
                  stitch_ids: Union[str, int, Sequence] = 'all',
                  report: bool = True,
                  flops: Union[None, str, dict] = None,
-                 primary_metric: Optional[str] = None):
+                 primary_metric: Optional[str] = None,
+                 share_prefixes: bool = True):
         super().__init__(runner, dataloader)
+        self.share_prefixes = share_prefixes
+        self._prefix_cache = None
         self._evaluator_cfg = evaluator
         self.stitch_ids: List[int] = []
         self.evaluators: Dict[int, Evaluator] = {}
@@ -226,11 +235,23 @@ class StitchSweepTestLoop(BaseLoop):
         self._bar = None
         if is_main_process() and num_batches:
             self._bar = ProgressBar(num_batches * len(self.stitch_ids))
-        try:
-            for idx, data_batch in enumerate(self.dataloader):
-                self.run_iter(idx, data_batch)
-        finally:
-            set_stitch(self.runner.model, previous)
+        sharing = (self.share_prefixes and len(self.stitch_ids) > 1
+                   and hasattr(backbone, 'sharing_prefixes'))
+        with (backbone.sharing_prefixes(self.stitch_ids) if sharing
+              else contextlib.nullcontext()) as cache:
+            self._prefix_cache = cache
+            try:
+                for idx, data_batch in enumerate(self.dataloader):
+                    self.run_iter(idx, data_batch)
+            finally:
+                self._prefix_cache = None
+                set_stitch(self.runner.model, previous)
+        if cache is not None and cache.steps_run:
+            total = cache.steps_run + cache.steps_reused
+            print_log(
+                f'Shared prefixes: {cache.steps_reused} of {total} '
+                f'route steps ({cache.steps_reused / total:.0%}) reused '
+                'instead of recomputed.', logger='current')
         if self._bar is not None:
             self._bar.file.write('\n')
             self._bar.file.flush()
@@ -280,10 +301,15 @@ class StitchSweepTestLoop(BaseLoop):
                 and callable(getattr(model, 'data_preprocessor', None))
                 and callable(getattr(model, '_run_forward', None)))
         outputs = None
+        cache = self._prefix_cache
+        order = self.stitch_ids
+        if cache is not None:
+            cache.clear()  # states of the previous batch
+            order = cache.order
         with autocast(enabled=self.fp16):
             data = model.data_preprocessor(data_batch, False) if fast \
                 else None
-            for stitch_id in self.stitch_ids:
+            for stitch_id in order:
                 set_stitch(model, stitch_id)
                 if fast:
                     outputs = model._run_forward(

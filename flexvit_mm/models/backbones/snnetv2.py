@@ -6,7 +6,9 @@ timm's own blocks; what this module adds is the routing between them, the
 stitching layers and the dense outputs. The stitching space (ids, routes,
 shared layers) lives in :mod:`flexvit_mm.models.stitching.space`.
 """
-from typing import List, Optional, Sequence
+import contextlib
+import functools
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -14,6 +16,8 @@ from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
 from ..stitching.least_squares import NormalEquations
+from ..stitching.prefix_cache import PrefixCache
+from ..stitching.prefix_tree import PrefixTree
 from ..stitching.space import LARGE, SMALL, Route, StitchingSpace
 from ..stitching.stitching_layer import StitchingLayer
 from .anchors import (ANCHOR_WEIGHTS_HINT, MissingWeightsError,  # noqa: F401
@@ -135,6 +139,9 @@ class SNNetv2(BaseModule):
                         f'out_indices {tuple(out_indices)} must be blocks of '
                         f'the large anchor, 0..{depths[LARGE] - 1}.')
         self._feature_plans = {}
+        self._route_steps = {}
+        self._programs = {}
+        self._prefix_cache = None
         self._stitch_id = self.space.check_id(stitch_id)
         self._train_stitch_id: Optional[int] = None
 
@@ -259,9 +266,12 @@ class SNNetv2(BaseModule):
         prefix = self.anchors[LARGE].num_prefix_tokens
         batch, _, channels = tokens.shape
         feature = tokens[:, prefix:].reshape(batch, *grid, channels)
-        feature = feature.permute(0, 3, 1, 2).contiguous()
+        # Always a copy (also for a 1x1 grid): the tokens may be a state
+        # other stitches resume from, and heads may work in place.
+        feature = feature.permute(0, 3, 1, 2).clone(
+            memory_format=torch.contiguous_format)
         if self.output_cls_token:
-            return [feature, tokens[:, 0]]
+            return [feature, tokens[:, 0].clone()]
         return feature
 
     def _check_grid(self, anchors, grid) -> None:
@@ -279,36 +289,141 @@ class SNNetv2(BaseModule):
                     'data preprocessor\'s size), or set the anchors\' '
                     'img_size to the input size.')
 
+    def route_steps(self, stitch_id: int) -> Tuple[tuple, ...]:
+        """The steps a stitch runs, in order, as hashable tuples:
+        ``('embed', anchor)``, ``('block', anchor, block, emitted)`` (with
+        the indices of the dense outputs taken after that block) and
+        ``('layer', front, index)``. Two stitches whose first steps are
+        equal compute them identically (see :meth:`sharing_prefixes`)."""
+        route = self.space[stitch_id]
+        steps = self._route_steps.get(route.id)
+        if steps is None:
+            plan = self._feature_plan(route) if self.dense else []
+            steps = [('embed', route.first_anchor)]
+            layers = list(route.layers) + [None]
+            for index, (seg, layer) in enumerate(zip(route.segments,
+                                                     layers)):
+                for block in range(seg.first, seg.last + 1):
+                    # Several large out indices may map to one small block.
+                    emitted = tuple(k for k, (s, _, b) in enumerate(plan)
+                                    if s == index and b == block)
+                    steps.append(('block', seg.anchor, block, emitted))
+                if layer is not None:
+                    steps.append(('layer', ) + tuple(layer))
+            steps = self._route_steps[route.id] = tuple(steps)
+        return steps
+
+    def _program(self, stitch_id: int) -> '_Program':
+        """A stitch's steps resolved to the modules that run them, once per
+        stitch: a forward then costs what the same modules cost called in
+        a row (no id checks, container lookups or plan building per call).
+        """
+        program = self._programs.get(stitch_id)
+        if program is None:
+            route = self.space[stitch_id]
+            calls = []
+            for step in self.route_steps(route.id):
+                if step[0] == 'block':
+                    _, anchor, block, emitted = step
+                    projection = self.stitch_layers[SMALL][block] \
+                        if emitted and anchor == SMALL else None
+                    calls.append((self.anchors[anchor].blocks[block],
+                                  emitted, projection))
+                elif step[0] == 'layer':
+                    calls.append((self.stitch_layers[step[1]][step[2]], (),
+                                  None))
+                else:
+                    calls.append((functools.partial(
+                        self._embed, self.anchors[step[1]]), (), None))
+            program = self._programs[stitch_id] = _Program(
+                route=route, calls=tuple(calls),
+                first=self.anchors[route.first_anchor],
+                last=self.anchors[route.last_anchor],
+                grid_anchors=tuple(sorted(
+                    {seg.anchor for seg in route.segments
+                     if self._rel_pos_grids[seg.anchor] is not None})))
+        return program
+
+    def train(self, mode: bool = True):
+        # Compiled programs hold module references: rebuild them after a
+        # mode switch, so that a module swapped in meanwhile is seen.
+        self._programs = {}
+        return super().train(mode)
+
+    @contextlib.contextmanager
+    def sharing_prefixes(self, stitch_ids: Optional[Sequence[int]] = None,
+                         max_inputs: int = 16):
+        """Within the block, eval-mode forwards of the given stitches
+        compute each shared prefix once per input.
+
+        The stitches form a tree of shared first steps
+        (:class:`~flexvit_mm.models.stitching.prefix_tree.PrefixTree`).
+        Run them in the yielded depth-first order: each forward resumes from
+        the deepest kept state it continues and keeps its own branch points,
+        and states no later stitch continues are dropped, so memory stays at
+        one route's branch points per input. Results equal separate
+        forwards bit for bit: the same ops run on the same tensors. Inputs
+        are matched by content, so the crops of a sliding-window test or a
+        flipped copy made again share too.
+
+        Args:
+            stitch_ids (Sequence[int], optional): Defaults to every stitch.
+            max_inputs (int): Distinct inputs kept at once. Defaults to 16.
+
+        Yields:
+            PrefixCache: ``cache.order`` is the depth-first order of the
+            ids; call ``cache.clear()`` between batches.
+        """
+        ids = list(self.stitch_ids if stitch_ids is None else stitch_ids)
+        tree = PrefixTree({i: self.route_steps(i) for i in ids})
+        cache = PrefixCache(tree, max_inputs=max_inputs)
+        cache.order = tree.depth_first()
+        previous, self._prefix_cache = self._prefix_cache, cache
+        try:
+            yield cache
+        finally:
+            self._prefix_cache = previous
+
     def forward(self, x: torch.Tensor):
-        route = self.space[self.active_stitch_id]
-        first = self.anchors[route.first_anchor]
-        grid = first.patch_embed.dynamic_feat_size(x.shape[-2:])
-        self._check_grid({seg.anchor for seg in route.segments}, grid)
-        x = self._embed(first, x)
-        plan = self._feature_plan(route) if self.dense else []
-        outs = {}
-        layers = list(route.layers) + [None]
-        for index, (seg, layer) in enumerate(zip(route.segments, layers)):
-            blocks = self.anchors[seg.anchor].blocks
-            # Several large out indices may map to one small block.
-            wanted = {}
-            for k, (s, _, block) in enumerate(plan):
-                if s == index:
-                    wanted.setdefault(block, []).append(k)
-            for block in range(seg.first, seg.last + 1):
-                x = blocks[block](x)
-                if block in wanted:
-                    feature = x if seg.anchor == LARGE else \
-                        self.stitch_layers[SMALL][block](x)
-                    for k in wanted[block]:
-                        outs[k] = feature
-            if layer is not None:
-                x = self.stitch_layers[layer[0]][layer[1]](x)
+        stitch_id = self._stitch_id
+        if self.training and self._train_stitch_id is not None:
+            stitch_id = self._train_stitch_id
+        program = self._program(stitch_id)
+        grid = program.first.patch_embed.dynamic_feat_size(x.shape[-2:])
+        if program.grid_anchors:
+            self._check_grid(program.grid_anchors, grid)
+        calls = program.calls
+        cache = self._prefix_cache
+        tokens, outputs = x, {}
+        if cache is None or self.training or stitch_id not in cache:
+            for module, emitted, projection in calls:
+                tokens = module(tokens)
+                if emitted:
+                    feature = tokens if projection is None else \
+                        projection(tokens)
+                    for k in emitted:
+                        outputs[k] = feature
+        else:
+            start, state, stack = cache.resume(stitch_id, x)
+            if state is not None:
+                tokens, outputs = state.tokens, dict(state.outputs)
+            for t in range(start, len(calls)):
+                module, emitted, projection = calls[t]
+                tokens = module(tokens)
+                if emitted:
+                    feature = tokens if projection is None else \
+                        projection(tokens)
+                    for k in emitted:
+                        outputs[k] = feature
+                if cache.is_branch_point(stitch_id, t):
+                    cache.keep(stack, stitch_id, t, tokens, outputs)
+            cache.steps_run += len(calls) - start
         if self.dense:
             return tuple(
-                self._to_output(outs[k], grid) for k in range(len(plan)))
-        last = self.anchors[route.last_anchor]
-        return (last.forward_head(last.norm(x)), )
+                self._to_output(outputs[k], grid)
+                for k in range(len(self.out_indices)))
+        last = program.last
+        return (last.forward_head(last.norm(tokens)), )
 
     # ------------------------------------------------------- layer-wise
     def block_features(self, x: torch.Tensor) -> List[List[torch.Tensor]]:
@@ -367,6 +482,15 @@ class SNNetv2(BaseModule):
             self.stitch_layers[front][index].init_from_least_squares(
                 weight, bias)
         return count
+
+
+class _Program(NamedTuple):
+    """A stitch resolved to modules (see :meth:`SNNetv2._program`)."""
+    route: Route
+    calls: tuple  # (callable, emitted output indices, projection or None)
+    first: nn.Module
+    last: nn.Module
+    grid_anchors: tuple  # anchors with relative position bias tables
 
 
 def _anchor_checkpoint(cfg: dict) -> Optional[str]:
