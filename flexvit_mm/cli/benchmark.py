@@ -25,9 +25,23 @@ def parse_args(argv=None):
                       help='e.g. s1,s2,s3,s4: ours, timm and (with '
                       '--official-repo) the official SHViT, fused, with '
                       'identical weights, timed interleaved')
+    parser.add_argument(
+        '--stitches', metavar='IDS',
+        help='with a config of a classification SNNetv2: time these stitches '
+        '("all", "3,12,80", "2-12") against the same computation as a plain '
+        'nn.Sequential of the same timm blocks and linear layers (and the '
+        'official model with --official-repo), interleaved; reports '
+        'ours/plain per stitch')
+    parser.add_argument(
+        '--stitch-sweep', metavar='IDS',
+        help='with a config of a SNNetv2: evaluate these stitches on one '
+        'batch one by one and with shared prefixes, check the outputs are '
+        'identical and report measured vs predicted (route-tree FLOPs) '
+        'speedup')
     parser.add_argument('--official-repo', metavar='PATH',
-                        help='a checkout of github.com/ysj9909/SHViT '
-                        '(with --compare-shvit)')
+                        help='a checkout of github.com/ysj9909/SHViT (with '
+                        '--compare-shvit) or github.com/ziplab/SN-Netv2 '
+                        '(with --stitches); never part of this repository')
     parser.add_argument('--device', default=None,
                         help='cpu or cuda[:N]; default cuda if available')
     parser.add_argument('--batch-size', type=int,
@@ -74,8 +88,11 @@ def run_benchmark(args):
                   threads=args.threads, amp=args.amp,
                   channels_last=args.channels_last, jit=args.jit,
                   progress=not args.no_progress)
-    if args.official_repo and not args.compare_shvit:
-        raise UserInputError('--official-repo is used with --compare-shvit.')
+    if args.official_repo and not (args.compare_shvit or args.stitches):
+        raise UserInputError('--official-repo is used with --compare-shvit '
+                             'or --stitches.')
+    if args.stitches or args.stitch_sweep:
+        return _run_stitch_benchmark(args, device)
     if args.compare_shvit:
         variants = [v for v in args.compare_shvit.split(',') if v.strip()]
         result = bm.compare_shvit(
@@ -99,6 +116,47 @@ def run_benchmark(args):
         warmup=10 if args.warmup is None else args.warmup,
         repeats=30 if args.repeats is None else args.repeats, **common)
     return result, bm.format_model_table(result)
+
+
+def _run_stitch_benchmark(args, device):
+    from ..analysis import stitch_benchmark as sb
+    from ..analysis.benchmark import build_from_config
+    from ..models.stitching.selection import (find_stitched_backbone,
+                                              parse_stitch_ids)
+    if args.stitches and args.stitch_sweep:
+        raise UserInputError('Give --stitches or --stitch-sweep, not both.')
+    if not args.config:
+        raise UserInputError('--stitches and --stitch-sweep need the config '
+                             'of a stitched model.')
+    model = build_from_config(args.config, args.cfg_options)
+    try:
+        backbone = find_stitched_backbone(model)
+        ids = parse_stitch_ids(args.stitches or args.stitch_sweep,
+                               backbone.stitch_ids)
+    except (TypeError, ValueError) as error:
+        raise UserInputError(str(error)) from error
+    side = backbone.anchors[0].patch_embed.img_size
+    shape = tuple(args.shape) if args.shape else tuple(side)
+    common = dict(shape=shape, device=device, batch_size=args.batch_size,
+                  threads=args.threads, progress=not args.no_progress)
+    if args.stitch_sweep:
+        result = sb.measure_shared_prefix_sweep(
+            backbone, ids, repeats=args.repeats or 1, **common)
+        return result, sb.format_sweep_table(result)
+    official = None
+    if args.official_repo:
+        from ..analysis.official_snnetv2 import official_twin
+        twin = official_twin(backbone, args.official_repo).to(device)
+
+        def official(stitch_id):
+            twin.reset_stitch_id(stitch_id)
+            return twin
+
+    result = sb.compare_with_plain(
+        backbone, ids, official=official,
+        warmup=1 if args.warmup is None else args.warmup,
+        repeats=5 if args.repeats is None else args.repeats, **common)
+    return result, sb.format_plain_table(result, official=bool(official))
 
 
 def main(argv=None):

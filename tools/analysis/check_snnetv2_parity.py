@@ -20,12 +20,12 @@ import argparse
 import os.path as osp
 import sys
 import tempfile
-from functools import partial
 
 import torch
-import torch.nn as nn
 
 import flexvit_mm  # noqa: F401
+from flexvit_mm.analysis.official_snnetv2 import (build_official_snnetv2,
+                                                  load_official_snnetv2)
 from flexvit_mm.models import SNNetv2
 from flexvit_mm.models.stitching.convert import convert_official_snnetv2
 
@@ -35,36 +35,6 @@ ANCHORS = {
     'b': ('deit3_base_patch16_224', (768, 12, 12), (48, 12, 3)),
     'l': ('deit3_large_patch16_224', (1024, 24, 16), (64, 24, 4)),
 }
-
-
-def official_modules(repo):
-    sys.path.insert(0, osp.join(repo, 'classification'))
-    import models_v2
-    import snnet
-    return models_v2, snnet
-
-
-def build_official(models_v2, snnet, pair, full, img_size, rank,
-                   num_classes):
-    anchors = []
-    for key in pair:
-        _, full_dims, narrow_dims = ANCHORS[key]
-        width, depth, heads = full_dims if full else narrow_dims
-        anchors.append(
-            models_v2.vit_models(
-                img_size=img_size, patch_size=16, embed_dim=width,
-                depth=depth, num_heads=heads, mlp_ratio=4, qkv_bias=True,
-                norm_layer=partial(nn.LayerNorm, eps=1e-6),
-                block_layers=models_v2.Layer_scale_init_Block,
-                num_classes=num_classes))
-    model = snnet.SNNetv2(anchors, lora_r=rank)
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            # Non-trivial everything: LayerScale, biases, LoRA B.
-            param.copy_(torch.randn(param.shape, generator=generator) *
-                        (0.5 if 'gamma' in name else 0.05))
-    return model
 
 
 def build_ours(pair, full, img_size, rank, num_classes):
@@ -78,10 +48,10 @@ def build_ours(pair, full, img_size, rank, num_classes):
 
 
 def check_pair(repo, pair, rank, full, img_size, batch, tolerance):
-    models_v2, snnet = official_modules(repo)
     num_classes = 10
-    official = build_official(models_v2, snnet, pair, full, img_size, rank,
-                              num_classes)
+    dims = [ANCHORS[key][1 if full else 2] for key in pair]
+    official = build_official_snnetv2(load_official_snnetv2(repo), dims,
+                                      img_size, rank, num_classes)
     with tempfile.TemporaryDirectory() as tmp:
         path = osp.join(tmp, f'snnetv2_deit3_{pair[0]}_{pair[1]}.pth')
         official.train()  # the official code merges LoRA in eval mode
