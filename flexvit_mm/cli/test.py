@@ -1,7 +1,13 @@
 """``tools/test.py``: evaluate a checkpoint with an mmseg, mmdet or
 mmpretrain config on the mmengine Runner, with each toolbox's metrics.
+
+Stitched backbones: ``--stitch-id`` evaluates the named stitches;
+``--flops-budget`` / ``--latency-budget`` choose one stitch under a budget
+(:func:`flexvit_mm.analysis.budget.select_stitch`) and evaluate it the same
+way.
 """
 import argparse
+import json
 import os.path as osp
 
 from .common import (UserInputError, add_common_args, apply_cfg_options,
@@ -49,6 +55,31 @@ def parse_args(argv=None):
         '--no-flops',
         action='store_true',
         help='do not count GFLOPs for the stitch report')
+    budget = parser.add_argument_group(
+        'budget', 'stitched backbones: choose the stitch to evaluate under '
+        'a budget instead of naming it with --stitch-id: the best result of '
+        'an earlier stitches.json among the stitches that fit, else the one '
+        'with the most FLOPs that fits (docs/tools.md#budget)')
+    budget.add_argument(
+        '--flops-budget', metavar='BUDGET',
+        help='at most this many FLOPs per image at the --flops-shape size, '
+        'e.g. 40G, 400M, 1.5T, 40e9 (multiply-accumulates, as every GFLOPs '
+        'number here)')
+    budget.add_argument(
+        '--latency-budget', metavar='BUDGET',
+        help='at most this latency per image (batch 1), e.g. 25ms, 0.025s, '
+        '25000us; measured now unless --latency-table is given')
+    budget.add_argument(
+        '--stitches-json', metavar='PATH',
+        help='per-stitch results of an earlier run (the stitches.json of '
+        'tools/test.py --stitch-id all); default WORK_DIR/stitches.json when '
+        'it exists')
+    budget.add_argument(
+        '--latency-table', metavar='PATH',
+        help='the stitch_table.json of tools/analysis/get_flops.py for this '
+        'config and input size, with latency; without it the latency of '
+        'every stitch is measured now (batch 1, the --flops-shape size, the '
+        'model\'s device)')
     add_common_args(parser)
     args = parser.parse_args(argv)
     export_local_rank(args)
@@ -64,6 +95,7 @@ def build_test_config(args):
     Returns:
         tuple[mmengine.Config, str]: the config and its toolbox.
     """
+    check_budget_args(args)
     if not osp.isfile(args.checkpoint):
         raise UserInputError(
             f'The checkpoint {args.checkpoint!r} does not exist. Give the '
@@ -94,9 +126,100 @@ def build_test_config(args):
         cfg.test_cfg = dict(
             type='StitchSweepTestLoop', stitch_ids=args.stitch_id,
             fp16=cfg.get('test_cfg', {}).get('fp16', False))
+    elif _budget_flags(args):
+        # The stitch is filled in by _prepare_budget_run once the model is
+        # built; the report is written by _write_budget_report, next to the
+        # run's log, so that WORK_DIR/stitches.json is never overwritten.
+        cfg.test_cfg = dict(
+            type='StitchSweepTestLoop', stitch_ids=None, report=False,
+            fp16=cfg.get('test_cfg', {}).get('fp16', False))
     apply_cfg_options(cfg, args)
     resolve_work_dir(cfg, args, args.config)
     return cfg, toolbox
+
+
+def _budget_flags(args):
+    """``'--flops-budget 40G'`` etc. for the budgets given; '' if none."""
+    return ' '.join(
+        f'{flag} {value}' for flag, value in (
+            ('--flops-budget', getattr(args, 'flops_budget', None)),
+            ('--latency-budget', getattr(args, 'latency_budget', None)))
+        if value is not None)
+
+
+def check_budget_args(args):
+    """The budget flags: readable, and not mixed with what contradicts
+    them (before anything is built)."""
+    from ..analysis.budget import parse_flops_budget, parse_latency_budget
+    for name in ('flops_budget', 'latency_budget', 'stitches_json',
+                 'latency_table'):  # a Namespace made by hand may lack them
+        if not hasattr(args, name):
+            setattr(args, name, None)
+    budget = _budget_flags(args)
+    if not budget:
+        for flag, value in (('--stitches-json', args.stitches_json),
+                            ('--latency-table', args.latency_table)):
+            if value is not None:
+                raise UserInputError(
+                    f'{flag} is used with --flops-budget / --latency-budget '
+                    '(it informs the choice of a stitch); add a budget or '
+                    f'drop {flag}.')
+        return
+    if args.stitch_id is not None:
+        raise UserInputError(
+            f'{budget} chooses the stitch, --stitch-id {args.stitch_id} '
+            'names it: give one or the other.')
+    if args.no_flops:
+        raise UserInputError(
+            f'--no-flops cannot be combined with {budget}: the choice needs '
+            'every stitch\'s FLOPs. Drop --no-flops.')
+    if args.out:
+        raise UserInputError(
+            f'--out cannot be combined with {budget}: the chosen stitch is '
+            'evaluated by the stitch sweep, whose report holds its metrics. '
+            'Drop --out, or run again with --stitch-id of the chosen stitch.')
+    if args.latency_table is not None and args.latency_budget is None:
+        raise UserInputError(
+            '--latency-table is used with --latency-budget; add one or drop '
+            '--latency-table.')
+    for flag, value, parse in (
+            ('--flops-budget', args.flops_budget, parse_flops_budget),
+            ('--latency-budget', args.latency_budget, parse_latency_budget)):
+        if value is not None:
+            try:
+                parse(value)
+            except ValueError as error:
+                raise UserInputError(f'{flag} {value}: {error}')
+    for flag, path in (('--stitches-json', args.stitches_json),
+                       ('--latency-table', args.latency_table)):
+        if path is not None and not osp.isfile(path):
+            raise UserInputError(f'{flag} {path}: the file does not exist.')
+
+
+def read_previous_results(args, work_dir):
+    """The per-stitch results the budget choice compares, read before the
+    run: ``--stitches-json``, else ``WORK_DIR/stitches.json`` if there is
+    one.
+
+    Returns:
+        tuple[list | None, str]: the rows (None when there are none) and
+        where they come from, in words, for the log.
+    """
+    if args.stitches_json is not None:
+        path, origin = args.stitches_json, '--stitches-json'
+    else:
+        path = osp.join(work_dir, 'stitches.json')
+        origin = 'found in the work dir; --stitches-json chooses another'
+        if not osp.isfile(path):
+            return None, (f'no --stitches-json and no {path} (tools/test.py '
+                          '--stitch-id all writes it)')
+    try:
+        with open(path) as f:
+            rows = json.load(f)
+    except (OSError, json.JSONDecodeError) as error:
+        raise UserInputError(f'Cannot read the per-stitch results {path}: '
+                             f'{error}')
+    return rows, f'results of {path} ({origin})'
 
 
 def fuse_model(model):
@@ -163,21 +286,168 @@ def _prepare_stitch_sweep(runner, args):
         runner, backbone, args.flops_shape)
 
 
+def choose_under_budget(args, backbone, shape, flops, previous):
+    """Rank 0's part of :func:`_prepare_budget_run`: the table (with
+    latency when asked), then :func:`select_stitch`.
+
+    Args:
+        args (argparse.Namespace): From :func:`parse_args`, with a budget.
+        backbone (SNNetv2): The stitched backbone.
+        shape (tuple[int, int]): The input size of the FLOPs (and latency).
+        flops (dict): ``{id: dict(flops=...)}`` at ``shape``.
+        previous (tuple): From :func:`read_previous_results`.
+
+    Returns:
+        dict: ``selection`` (:meth:`Selection.as_dict`) and ``notes`` (where
+        the results and the latency came from, in words).
+    """
+    from mmengine.logging import print_log
+
+    from ..analysis.budget import (load_stitch_results, load_stitch_table,
+                                   select_stitch)
+    from ..analysis.stitch_table import measure_stitch_latency
+    rows, origin = previous
+    notes = [origin]
+    results = None
+    if rows is not None:
+        try:
+            results = load_stitch_results(rows, backbone)
+        except ValueError as error:
+            raise ValueError(f'{origin.split(" (")[0]}: {error}')
+    table = {
+        int(i): dict(flops=row['flops'], route=backbone.space[int(i)].name)
+        for i, row in flops.items()
+    }
+    if args.latency_budget is not None:
+        if args.latency_table is not None:
+            measured, data = load_stitch_table(args.latency_table, backbone,
+                                               shape)
+            protocol = data.get('latency') or {}
+            with_latency = {
+                i: row['latency_ms'] for i, row in measured.items()
+                if isinstance(row, dict) and row.get('latency_ms') is not None
+            }
+            if not with_latency:
+                raise ValueError(
+                    f'{args.latency_table} has no latency (it was made with '
+                    '--no-latency); make it again with latency.')
+            if set(table) - set(with_latency):
+                notes.append(
+                    f'choosing among the {len(set(table) & set(with_latency))}'
+                    f' stitches measured in {args.latency_table}')
+            table = {i: dict(row, latency_ms=with_latency[i])
+                     for i, row in table.items() if i in with_latency}
+            notes.append(
+                f'latency read from {args.latency_table} (batch '
+                f'{protocol.get("batch_size", "?")} on '
+                f'{protocol.get("device", "?")}, '
+                f'{protocol.get("threads") or "default"} thread(s))')
+        else:
+            message = (
+                f'latency measured now: every stitch at {shape[0]}x'
+                f'{shape[1]}, batch 1, on {next(backbone.parameters()).device}'
+                ' (pass --latency-table with the stitch_table.json of '
+                'tools/analysis/get_flops.py to reuse a measurement)')
+            print_log(f'Budget: {message} ...', logger='current')
+            measured = measure_stitch_latency(backbone, shape, sorted(table),
+                                              batch_size=1)
+            for i, row in table.items():
+                row['latency_ms'] = measured[i]['latency_ms']
+            notes.append(message)
+    selection = select_stitch(table, args.flops_budget, args.latency_budget,
+                              results)
+    return dict(selection=selection.as_dict(), notes=notes)
+
+
+def _prepare_budget_run(runner, args, previous):
+    """Choose the stitch under the budget (rank 0, broadcast to the
+    others) and make the test loop evaluate it, as ``--stitch-id N``."""
+    from mmengine.dist import broadcast_object_list, get_dist_info
+    from mmengine.logging import print_log
+
+    from ..engine.hooks import shared_stitch_table, task_input_shape
+    from ..models.stitching.selection import find_stitched_backbone
+    budget = _budget_flags(args)
+    try:
+        backbone = find_stitched_backbone(runner.model)
+    except TypeError as error:
+        raise UserInputError(f'{budget}: {error}')
+    shape = tuple(args.flops_shape or task_input_shape(runner, backbone))
+    flops = shared_stitch_table(runner, backbone, shape)
+    outcome = [None]
+    if get_dist_info()[0] == 0:
+        try:
+            outcome[0] = choose_under_budget(args, backbone, shape, flops,
+                                             previous)
+        except ValueError as error:  # BudgetError, a bad file, ...
+            outcome[0] = dict(error=str(error))
+    broadcast_object_list(outcome)
+    outcome = outcome[0]
+    if 'error' in outcome:
+        raise UserInputError(f'{budget}: {outcome["error"]}')
+    chosen = outcome['selection']
+    outcome.update(budget=budget, input_shape=list(shape))
+    print_log(
+        f'Budget {budget} at {shape[0]}x{shape[1]}: stitch {chosen["id"]} '
+        f'({chosen["route"]}, {chosen["gflops"]:.4g} GFLOPs'
+        + (f', {chosen["latency_ms"]:.3g} ms' if chosen['latency_ms']
+           is not None else '') + f'). Rule: {chosen["reason"]}. '
+        + ' '.join(note[0].upper() + note[1:] + '.'
+                   for note in outcome['notes']), logger='current')
+    runner._test_loop['stitch_ids'] = chosen['id']
+    runner._test_loop['flops'] = flops
+    return outcome
+
+
+def _write_budget_report(runner, metrics, outcome):
+    """The budget run's report, as ``--stitch-id N`` writes it, but into
+    the run's own folder ``WORK_DIR/<timestamp>/`` with ``budget.json``
+    (the choice and why), so no earlier ``WORK_DIR/stitches.json`` is
+    overwritten."""
+    from mmengine.dist import is_main_process
+    from mmengine.logging import print_log
+
+    from ..engine.stitch_sweep import _json_safe, write_stitch_report
+    from ..models.stitching.selection import find_stitched_backbone
+    if not is_main_process():
+        return
+    backbone = find_stitched_backbone(runner.model)
+    loop = runner.test_loop
+    write_stitch_report(metrics, runner.log_dir, backbone.describe_stitch,
+                        flops=loop.flops, primary_metric=loop.primary_metric)
+    with open(osp.join(runner.log_dir, 'budget.json'), 'w') as f:
+        json.dump(_json_safe(dict(outcome, metrics=metrics[
+            outcome['selection']['id']])), f, indent=1)
+    report = osp.join(runner.log_dir, 'stitches.json')
+    message = (f'Budget run report: {report} (with .csv, _pareto.png and '
+               'budget.json: the choice and why)')
+    previous = osp.join(runner.work_dir, 'stitches.json')
+    if osp.isfile(previous):
+        message += f'; {previous} is left as it was'
+    print_log(message + '.', logger='current')
+
+
 def main(argv=None):
     """Entry point of ``tools/test.py``; returns the metrics."""
     from ..datasets import check_dataset_layout
     from .train import build_runner
     args = parse_args(argv)
     cfg, toolbox = build_test_config(args)
+    previous = read_previous_results(args, cfg.work_dir) \
+        if _budget_flags(args) else None
     check_dataset_layout(cfg, dataloader_keys=('test_dataloader', ))
     runner = build_runner(cfg)
     if args.out:
         attach_out(runner, toolbox, args.out)
     if args.stitch_id is not None:
         _prepare_stitch_sweep(runner, args)
+    outcome = _prepare_budget_run(runner, args, previous) \
+        if previous is not None else None
     if args.fuse:
         hook = _make_fuse_hook()
         runner.register_hook(hook, priority=hook.priority)
     metrics = runner.test()
+    if outcome is not None:
+        _write_budget_report(runner, metrics, outcome)
     finish_distributed()
     return metrics
