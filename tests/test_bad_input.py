@@ -144,3 +144,21 @@ def test_input_size_other_than_the_bias_tables_grid_is_explained():
     with pytest.raises(ValueError, match=r'4x4 token grid \(64x64 inputs\)'
                        r', but this input gives 6x6.*slide'):
         backbone(torch.zeros(1, 3, 96, 96))
+
+
+def test_flops_shape_the_model_cannot_take_is_a_user_error():
+    from flexvit_mm.cli.common import UserInputError
+    from flexvit_mm.cli.test import check_flops_shape
+    from flexvit_mm.models import SNNetv2
+    anchors = [dict(model_name='deit3_small_patch16_224', img_size=32,
+                    embed_dim=16, depth=2, num_heads=2),
+               dict(model_name='deit3_base_patch16_224', img_size=32,
+                    embed_dim=24, depth=4, num_heads=2)]
+    backbone = SNNetv2(anchors, num_classes=3)
+    check_flops_shape(backbone, (32, 32))
+    with pytest.raises(UserInputError, match='takes 32x32 inputs only'):
+        check_flops_shape(backbone, (64, 64))
+    dense = SNNetv2(anchors, out_indices=(1, 3))
+    check_flops_shape(dense, (64, 48))
+    with pytest.raises(UserInputError, match='not a multiple of'):
+        check_flops_shape(dense, (60, 64))

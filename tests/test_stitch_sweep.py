@@ -310,3 +310,19 @@ def test_plot_shows_each_tasks_metrics():
     assert plot_metrics(['aAcc', 'mIoU'], 'mIoU') == ['mIoU']
     assert plot_metrics(['coco/bbox_mAP'], 'coco/bbox_mAP') == [
         'coco/bbox_mAP']
+
+
+def test_a_new_report_keeps_the_earlier_one(tmp_path):
+    write_stitch_report({0: dict(acc=1.0), 1: dict(acc=2.0)}, str(tmp_path),
+                        None)
+    with open(tmp_path / 'stitches.json') as f:
+        earlier = f.read()
+    write_stitch_report({1: dict(acc=3.0)}, str(tmp_path), None)
+    kept = sorted(p.name for p in tmp_path.glob('stitches_2*'))
+    assert [osp.splitext(n)[1] for n in kept] == ['.csv', '.json', '.png']
+    json_name = next(n for n in kept if n.endswith('.json'))
+    assert (tmp_path / json_name).read_text() == earlier
+    with open(tmp_path / 'stitches.json') as f:
+        assert [r['id'] for r in json.load(f)] == [1]
+    write_stitch_report({2: dict(acc=4.0)}, str(tmp_path), None)
+    assert len(list(tmp_path.glob('stitches_2*.json'))) == 2

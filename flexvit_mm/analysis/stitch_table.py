@@ -180,6 +180,8 @@ def compute_stitch_table(backbone,
     from mmengine.utils import ProgressBar
     ids = list(stitch_ids) if stitch_ids is not None else list(
         backbone.stitch_ids)
+    if hasattr(backbone, 'check_input_shape'):
+        backbone.check_input_shape(input_shape)  # a clear ValueError
     if latency:  # a bad protocol fails before the FLOPs are counted
         latency_protocol(input_shape, _device_of(backbone), batch_size,
                          threads, warmup, repeats)

@@ -123,6 +123,10 @@ def stitched_rows(backbone, shape, args):
     protocol = latency_protocol(shape, args.device, args.batch_size,
                                 args.threads, args.warmup, args.repeats) \
         if args.latency else None
+    try:
+        backbone.check_input_shape(shape)
+    except ValueError as error:
+        raise UserInputError(f'--shape {shape[0]} {shape[1]}: {error}')
     table = compute_stitch_table(
         backbone, shape, ids, latency=args.latency,
         batch_size=args.batch_size, threads=args.threads, warmup=args.warmup,

@@ -282,8 +282,20 @@ def _prepare_stitch_sweep(runner, args):
         raise UserInputError(f'--stitch-id {args.stitch_id}: {error}')
     if args.no_flops:
         return
+    check_flops_shape(backbone, args.flops_shape)
     runner._test_loop['flops'] = shared_stitch_table(
         runner, backbone, args.flops_shape)
+
+
+def check_flops_shape(backbone, shape):
+    """A --flops-shape the model cannot run is a user error, raised on
+    every rank before rank 0 counts (the others would wait for it)."""
+    if shape is None or not hasattr(backbone, 'check_input_shape'):
+        return
+    try:
+        backbone.check_input_shape(shape)
+    except ValueError as error:
+        raise UserInputError(f'--flops-shape {shape[0]} {shape[1]}: {error}')
 
 
 def choose_under_budget(args, backbone, shape, flops, previous):
@@ -372,6 +384,7 @@ def _prepare_budget_run(runner, args, previous):
         backbone = find_stitched_backbone(runner.model)
     except TypeError as error:
         raise UserInputError(f'{budget}: {error}')
+    check_flops_shape(backbone, args.flops_shape)
     shape = tuple(args.flops_shape or task_input_shape(runner, backbone))
     flops = shared_stitch_table(runner, backbone, shape)
     outcome = [None]

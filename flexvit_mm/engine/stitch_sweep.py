@@ -455,6 +455,9 @@ def write_stitch_report(results: Dict[int, dict],
                         primary_metric: Optional[str] = None) -> List[dict]:
     """Write a sweep's per-stitch results as a table, JSON, CSV and plot.
 
+    A report already in ``work_dir`` (e.g. of an all-stitch sweep) is not
+    overwritten: its files are renamed ``stitches_<its time>.*`` first.
+
     Files written into ``work_dir``: ``stitches.json`` (a list of rows),
     ``stitches.csv`` (scalar columns) and ``stitches_pareto.png`` (the
     primary metric against GFLOPs, every stitch a point, the Pareto
@@ -482,6 +485,7 @@ def write_stitch_report(results: Dict[int, dict],
         ``gflops``, ``params``, ``pareto`` and every metric.
     """
     os.makedirs(work_dir, exist_ok=True)
+    _keep_previous_report(work_dir)
     ids = sorted(results)
     rows: List[dict] = []
     metric_names: List[str] = []
@@ -547,6 +551,35 @@ def write_stitch_report(results: Dict[int, dict],
     _plot(rows, plot_metrics(metric_names, primary) if primary else [],
           have_flops, osp.join(work_dir, 'stitches_pareto.png'))
     return rows
+
+
+REPORT_FILES = ('stitches.json', 'stitches.csv', 'stitches_pareto.png')
+
+
+def _keep_previous_report(work_dir: str) -> None:
+    """Rename an earlier report's files to ``stitches_<time>.*`` (the time
+    its JSON was written), so a new sweep never destroys one."""
+    import time
+    old = osp.join(work_dir, REPORT_FILES[0])
+    if not osp.isfile(old):
+        return
+    stamp = time.strftime('%Y%m%d_%H%M%S',
+                          time.localtime(osp.getmtime(old)))
+    moved = []
+    for name in REPORT_FILES:
+        path = osp.join(work_dir, name)
+        if osp.isfile(path):
+            stem, ext = osp.splitext(name)
+            stem = stem.replace('stitches', f'stitches_{stamp}', 1)
+            target = osp.join(work_dir, stem + ext)
+            suffix = 1
+            while osp.exists(target):
+                target = osp.join(work_dir, f'{stem}-{suffix}{ext}')
+                suffix += 1
+            os.replace(path, target)
+            moved.append(osp.basename(target))
+    print_log(f'An earlier stitch report in {work_dir} was kept as '
+              f'{", ".join(moved)}.', logger='current')
 
 
 def _print_table(rows, metric_names, primary, lower):

@@ -384,6 +384,28 @@ class SNNetv2(BaseModule):
         finally:
             self._prefix_cache = previous
 
+    def check_input_shape(self, input_shape: Sequence[int]) -> None:
+        """Raise a ValueError naming the sizes this backbone takes if an
+        ``(H, W)`` input cannot run through both anchors."""
+        shape = tuple(int(v) for v in input_shape)
+        for anchor, name in zip(self.anchors, self.anchor_names):
+            embed = anchor.patch_embed
+            patch = tuple(embed.patch_size)
+            if getattr(embed, 'strict_img_size', False) and \
+                    shape != tuple(embed.img_size):
+                raise ValueError(
+                    f'Anchor {name} takes {embed.img_size[0]}x'
+                    f'{embed.img_size[1]} inputs only (a classification '
+                    f'anchor without dynamic_img_size), not {shape[0]}x'
+                    f'{shape[1]}. Use that size.')
+            if not getattr(embed, 'dynamic_img_pad', False) and any(
+                    v % p for v, p in zip(shape, patch)):
+                raise ValueError(
+                    f'{shape[0]}x{shape[1]} is not a multiple of anchor '
+                    f'{name}\'s patch size {patch[0]}x{patch[1]}.')
+        self._check_grid((SMALL, LARGE), self.anchors[SMALL].patch_embed
+                         .dynamic_feat_size(shape))
+
     def forward(self, x: torch.Tensor):
         stitch_id = self._stitch_id
         if self.training and self._train_stitch_id is not None:
