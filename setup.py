@@ -33,7 +33,11 @@ setup(
     packages=find_packages(include=['flexvit_mm', 'flexvit_mm.*']),
     python_requires='>=3.9',
     install_requires=read_requirements('runtime.txt'),
-    extras_require={'tests': read_requirements('tests.txt')},
+    extras_require={
+        'tests': read_requirements('tests.txt'),
+        # tools/deploy/export_stitch.py --onnx
+        'deploy': ['onnx', 'onnxruntime', 'onnxscript'],
+    },
     license='Apache-2.0',
     classifiers=[
         'Programming Language :: Python :: 3',

@@ -1,5 +1,5 @@
 from . import heads  # noqa: F401  (registers SHViTClsHead in mmpretrain)
-from .backbones import SHViT, SNNetv2
+from .backbones import ChainedViT, SHViT, SNNetv2
 from .layers import LayerNorm2d
 
-__all__ = ['LayerNorm2d', 'SHViT', 'SNNetv2']
+__all__ = ['ChainedViT', 'LayerNorm2d', 'SHViT', 'SNNetv2']

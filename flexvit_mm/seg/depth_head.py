@@ -98,6 +98,9 @@ class DPTDepthHead(BaseDecodeHead):
     num_classes = 1
     out_channels = 1
     input_transform = None
+    # No label is ignored in depth regression; mmseg's extra_repr (and so
+    # repr(), which the ONNX exporter calls) reads it.
+    ignore_index = None
 
     def __init__(self,
                  in_channels: Sequence[int] = (768, 768, 768, 768),
