@@ -407,6 +407,16 @@ class SNNetv2(BaseModule):
                          .dynamic_feat_size(shape))
 
     def forward(self, x: torch.Tensor):
+        """Run the active stitch (:attr:`active_stitch_id`) on images.
+
+        Args:
+            x (torch.Tensor): ``(N, 3, H, W)`` images.
+
+        Returns:
+            tuple: Classification: ``(logits, )``. Dense: one ``(N, C, h,
+            w)`` map per out index (``[map, cls_token]`` pairs with
+            ``output_cls_token``), C the large anchor's width.
+        """
         stitch_id = self._stitch_id
         if self.training and self._train_stitch_id is not None:
             stitch_id = self._train_stitch_id
@@ -416,30 +426,24 @@ class SNNetv2(BaseModule):
             self._check_grid(program.grid_anchors, grid)
         calls = program.calls
         cache = self._prefix_cache
-        tokens, outputs = x, {}
-        if cache is None or self.training or stitch_id not in cache:
-            for module, emitted, projection in calls:
-                tokens = module(tokens)
-                if emitted:
-                    feature = tokens if projection is None else \
-                        projection(tokens)
-                    for k in emitted:
-                        outputs[k] = feature
-        else:
+        if cache is not None and (self.training or stitch_id not in cache):
+            cache = None
+        tokens, outputs, start = x, {}, 0
+        if cache is not None:
             start, state, stack = cache.resume(stitch_id, x)
             if state is not None:
                 tokens, outputs = state.tokens, dict(state.outputs)
-            for t in range(start, len(calls)):
-                module, emitted, projection = calls[t]
-                tokens = module(tokens)
-                if emitted:
-                    feature = tokens if projection is None else \
-                        projection(tokens)
-                    for k in emitted:
-                        outputs[k] = feature
-                if cache.is_branch_point(stitch_id, t):
-                    cache.keep(stack, stitch_id, t, tokens, outputs)
             cache.steps_run += len(calls) - start
+        for t in range(start, len(calls)):
+            module, emitted, projection = calls[t]
+            tokens = module(tokens)
+            if emitted:
+                feature = tokens if projection is None else \
+                    projection(tokens)
+                for k in emitted:
+                    outputs[k] = feature
+            if cache is not None and cache.is_branch_point(stitch_id, t):
+                cache.keep(stack, stitch_id, t, tokens, outputs)
         if self.dense:
             return tuple(
                 self._to_output(outputs[k], grid)
