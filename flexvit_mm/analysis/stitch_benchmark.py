@@ -137,9 +137,12 @@ def compare_with_plain(backbone,
         progress (bool): Show a progress bar.
 
     Returns:
-        dict: ``protocol`` and ``stitches``: ``{id: dict(route, ours_ms,
-        plain_ms, ratio, [official_ms, official_ratio], max_abs_diff)}``
-        (ms per batch, medians; ratio = ours / plain).
+        dict: ``protocol``, ``summary`` and ``stitches``: ``{id: dict(
+        route, ours_ms, plain_ms, ratio, paired_ratio, [official_ms,
+        official_ratio], max_abs_diff)}`` (ms per batch, medians; ratio =
+        ours / plain of the medians; paired_ratio = the median over rounds
+        of ours / plain within a round, which cancels load changes between
+        rounds).
     """
     protocol = resolve_protocol(device, batch_size, threads, None)
     protocol.update(shape=list(shape), warmup=warmup, repeats=repeats,
@@ -172,6 +175,9 @@ def compare_with_plain(backbone,
                            plain_ms=statistics.median(times['plain']) * 1e3,
                            ratio=_median_ratio(times['ours'],
                                                times['plain']),
+                           paired_ratio=statistics.median(
+                               a / b for a, b in zip(times['ours'],
+                                                     times['plain'])),
                            max_abs_diff=diff)
                 if official is not None:
                     row['official_ms'] = statistics.median(
@@ -376,13 +382,14 @@ def measure_shared_prefix_sweep(backbone,
 
 def format_plain_table(result, official=False) -> str:
     """A Markdown table of :func:`compare_with_plain`'s result."""
-    head = ['id', 'route', 'ours ms', 'plain ms', 'ours/plain']
+    head = ['id', 'route', 'ours ms', 'plain ms', 'ours/plain', 'paired']
     if official:
         head += ['official ms', 'official/plain']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for stitch_id, row in result['stitches'].items():
         cells = [str(stitch_id), row['route'], f'{row["ours_ms"]:.1f}',
-                 f'{row["plain_ms"]:.1f}', f'{row["ratio"]:.3f}']
+                 f'{row["plain_ms"]:.1f}', f'{row["ratio"]:.3f}',
+                 f'{row["paired_ratio"]:.3f}']
         if official:
             cells += [f'{row.get("official_ms", float("nan")):.1f}',
                       f'{row.get("official_ratio", float("nan")):.3f}']
