@@ -186,17 +186,11 @@ def parse_latency_budget(value: Union[str, float, int]) -> float:
 
 # ----------------------------------------------------------------- helpers
 def _scalar(value) -> Optional[float]:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, numbers.Real):
-        value = float(value)
-        return value if math.isfinite(value) else None
-    if hasattr(value, 'item') and getattr(value, 'size', 1) in (1, (1, )):
-        try:
-            return _scalar(value.item())
-        except (TypeError, ValueError):
-            return None
-    return None
+    """A finite float from a report value (the sweep report's reader), else
+    None."""
+    from ..engine.stitch_sweep import _scalar as report_scalar
+    value = None if value is None else report_scalar(value)
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _as_id(key) -> int:

@@ -21,6 +21,7 @@ import torch.nn as nn
 
 from .benchmark import (BenchmarkError, _num_threads, _progress, _sync,
                         machine_info, resolve_protocol, time_interleaved)
+from ..models.backbones.anchors import embed_tokens
 from .complexity import count_flops
 
 __all__ = [
@@ -42,11 +43,7 @@ class _Embedding(nn.Module):
         self.anchor = anchor
 
     def forward(self, x):
-        anchor = self.anchor
-        x = anchor.patch_embed(x)
-        x = anchor._pos_embed(x)
-        x = anchor.patch_drop(x)
-        return anchor.norm_pre(x)
+        return embed_tokens(self.anchor, x)
 
 
 class _Head(nn.Module):

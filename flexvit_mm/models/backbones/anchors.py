@@ -128,6 +128,17 @@ def build_anchor(model_name: str,
     return anchor
 
 
+def embed_tokens(anchor: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """A timm ViT's input tokens: patch embedding, position embedding and
+    class token, patch dropout and pre-norm (what ``forward_features`` does
+    before the blocks). The one place stitched, exported and plain models
+    embed their inputs."""
+    x = anchor.patch_embed(images)
+    x = anchor._pos_embed(x)
+    x = anchor.patch_drop(x)
+    return anchor.norm_pre(x)
+
+
 def to_rel_pos_block_keys(state: Dict[str, torch.Tensor]
                           ) -> Dict[str, torch.Tensor]:
     """timm ViT block keys -> timm BEiT block keys (layer scales renamed,

@@ -19,7 +19,7 @@ import torch.nn as nn
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
-from .anchors import build_anchor, has_rel_pos_bias
+from .anchors import build_anchor, embed_tokens, has_rel_pos_bias
 
 #: Values of ``out_projections`` entries.
 PROJECTIONS = (None, 'linear', 'bridge')
@@ -242,10 +242,7 @@ class ChainedViT(BaseModule):
         first = self.segments[0]
         grid = first.patch_embed.dynamic_feat_size(x.shape[-2:])
         self._check_grid(grid)
-        x = first.patch_embed(x)
-        x = first._pos_embed(x)
-        x = first.patch_drop(x)
-        x = first.norm_pre(x)
+        x = embed_tokens(first, x)
         # chain block -> the output positions it fills
         wanted = {}
         for k, c in enumerate(self.out_indices):

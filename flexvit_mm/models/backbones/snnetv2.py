@@ -21,7 +21,8 @@ from ..stitching.prefix_tree import PrefixTree
 from ..stitching.space import LARGE, SMALL, Route, StitchingSpace
 from ..stitching.stitching_layer import StitchingLayer
 from .anchors import (ANCHOR_WEIGHTS_HINT, MissingWeightsError,  # noqa: F401
-                      build_anchor, has_rel_pos_bias, load_anchor_state_dict,
+                      build_anchor, embed_tokens, has_rel_pos_bias,
+                      load_anchor_state_dict,
                       load_anchor_weights)
 
 @MODELS.register_module()
@@ -237,12 +238,6 @@ class SNNetv2(BaseModule):
         return sum(p.numel() for p in self.parameters() if id(p) in used)
 
     # ------------------------------------------------------------- forward
-    def _embed(self, anchor, x):
-        x = anchor.patch_embed(x)
-        x = anchor._pos_embed(x)
-        x = anchor.patch_drop(x)
-        return anchor.norm_pre(x)
-
     def _feature_plan(self, route: Route):
         """Which (segment, anchor, block) emits each dense output: a large
         out index j comes from large block j or, when the route runs the
@@ -334,7 +329,7 @@ class SNNetv2(BaseModule):
                                   None))
                 else:
                     calls.append((functools.partial(
-                        self._embed, self.anchors[step[1]]), (), None))
+                        embed_tokens, self.anchors[step[1]]), (), None))
             program = self._programs[stitch_id] = _Program(
                 route=route, calls=tuple(calls),
                 first=self.anchors[route.first_anchor],
@@ -460,7 +455,7 @@ class SNNetv2(BaseModule):
                              x.shape[-2:]))
         features = []
         for anchor in self.anchors:
-            tokens = self._embed(anchor, x)
+            tokens = embed_tokens(anchor, x)
             outputs = []
             for block in anchor.blocks:
                 tokens = block(tokens)
