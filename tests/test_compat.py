@@ -123,15 +123,49 @@ def test_cpu_ddp_device_ids_fail_without_the_fix():
     assert 'device_ids' in proc.stderr
 
 
+_TEST_LOG_SCRIPT = """
+import os, sys
+from unittest import mock
+if {fixed}:
+    import flexvit_mm
+from mmengine.dist import utils as dist_utils
+from mmengine.hooks import LoggerHook
+log_dir = sys.argv[1]
+hook = LoggerHook()
+hook.json_log_path = 'run.json'
+runner = mock.MagicMock(log_dir=log_dir, test_dataloader=[0])
+runner.log_processor.get_log_after_epoch.return_value = (
+    dict(mIoU=1.0), 'mIoU: 1.0')
+for rank in (1, 0):
+    with mock.patch.object(dist_utils, 'get_rank', lambda group=None: rank):
+        hook.after_test_epoch(runner)
+    print('rank', rank, 'wrote', os.path.exists(os.path.join(log_dir, 'run.json')))
+"""
+
+
+@pytest.mark.parametrize('fixed', [False, True])
+def test_test_log_json_is_written_by_the_main_process_only(tmp_path, fixed):
+    # Without the fix every rank dumps the same <timestamp>.json at once,
+    # which corrupted it in a two-process dist_test.sh run.
+    from .conftest import tool_env
+    proc = run_tool('-c', _TEST_LOG_SCRIPT.format(fixed=fixed),
+                    str(tmp_path), expect_ok=True, env=tool_env())
+    assert f'rank 1 wrote {not fixed}' in proc.stdout
+    assert 'rank 0 wrote True' in proc.stdout
+
+
 def test_fixes_are_idempotent():
     from mmengine.dist import utils as dist_utils
     from mmengine.model import MMDistributedDataParallel
     from mmengine.runner import checkpoint
+    from mmengine.hooks import logger_hook
     before = (dist_utils._init_dist_pytorch, dist_utils._init_dist_slurm,
-              MMDistributedDataParallel.__init__, checkpoint.torch)
+              MMDistributedDataParallel.__init__, checkpoint.torch,
+              logger_hook.dump)
     flexvit_mm.compat.apply_all()
     after = (dist_utils._init_dist_pytorch, dist_utils._init_dist_slurm,
-             MMDistributedDataParallel.__init__, checkpoint.torch)
+             MMDistributedDataParallel.__init__, checkpoint.torch,
+             logger_hook.dump)
     assert before == after
 
 

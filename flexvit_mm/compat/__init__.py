@@ -143,6 +143,24 @@ def patch_ddp_device_ids():
     MMDistributedDataParallel.__init__ = _mark(__init__)
 
 
+def patch_test_log_dump():
+    """Write the test log json on the main process only.
+
+    ``LoggerHook.after_test_epoch`` dumps the test metrics to
+    ``<log_dir>/<timestamp>.json`` on every rank, and all ranks share that
+    path (the Runner broadcasts the timestamp). Two processes truncating and
+    writing one file at once can leave it corrupt, e.g.
+    ``{..., "time": 0.024}5}`` after ``tools/dist_test.sh``. Every other file
+    the hook writes goes through the master-only visualizer; we make this
+    one master-only too, by wrapping the module's ``dump`` (used nowhere
+    else in it) in mmengine's own :func:`~mmengine.dist.master_only`.
+    """
+    from mmengine.dist import master_only
+    from mmengine.hooks import logger_hook
+    if not _is_patched(logger_hook.dump):
+        logger_hook.dump = _mark(master_only(logger_hook.dump))
+
+
 def check_torchvision():
     """Turn the unpatched CUDA-torchvision-on-CPU failure into a clear error.
 
@@ -168,3 +186,4 @@ def apply_all():
     patch_checkpoint_loading()
     patch_cpu_distributed_init()
     patch_ddp_device_ids()
+    patch_test_log_dump()
