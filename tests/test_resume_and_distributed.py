@@ -4,6 +4,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from .conftest import (CONFIGS, REPO, data_root_options, free_port, latest_metrics,
@@ -108,3 +109,53 @@ def test_two_process_gloo_training_ends_with_identical_weights(
     _dist_tool('dist_test.sh', config, osp.join(work_dir, 'iter_4.pth'), '2',
                '--work-dir', test_dir, '--cfg-options', *options)
     assert 'mIoU' in latest_metrics(test_dir)
+
+
+_TEARDOWN_SCRIPT = """
+import os, sys
+from types import SimpleNamespace
+import torch, torch.distributed as dist, torch.nn as nn
+import flexvit_mm
+from flexvit_mm.cli.common import finish_distributed
+from mmengine.model import MMDistributedDataParallel
+
+def gloo_threads():
+    names = [open(f'/proc/self/task/{t}/comm').read()
+             for t in os.listdir('/proc/self/task')]
+    return sum('gloo' in name for name in names)
+
+dist.init_process_group('gloo')
+runner = SimpleNamespace(model=MMDistributedDataParallel(module=nn.Linear(2, 2)))
+dist.all_reduce(torch.ones(2))
+running = gloo_threads()
+if FIXED:
+    finish_distributed(runner)
+else:
+    dist.barrier()
+    dist.destroy_process_group()
+print('rank', dist.get_rank() if dist.is_initialized() else os.environ['RANK'],
+      'gloo threads', running, '->', gloo_threads(),
+      'bare model', type(runner.model).__name__)
+"""
+
+
+@pytest.mark.parametrize('fixed', [False, True])
+def test_tools_stop_gloo_threads_before_the_interpreter_exits(
+        fixed, tmp_path):
+    # A destroyed process group kept alive by the DDP wrapper leaves gloo's
+    # threads running into interpreter shutdown, where they occasionally
+    # abort a finished dist_test.sh rank. finish_distributed (called by
+    # tools/train.py and tools/test.py) lets them end first.
+    script = tmp_path / 'teardown.py'
+    script.write_text(_TEARDOWN_SCRIPT.replace('FIXED', str(fixed)))
+    proc = run_tool('-m', 'torch.distributed.run', '--nproc_per_node', '2',
+                    '--master_port', str(free_port()), str(script))
+    lines = sorted(re.findall(r'rank \d gloo threads (\d+) -> (\d+) bare '
+                              r'model (\w+)', proc.stdout))
+    assert len(lines) == 2, proc.stdout + proc.stderr
+    for running, left, model in lines:
+        assert int(running) > 0
+        if fixed:
+            assert (left, model) == ('0', 'Linear')
+        else:
+            assert left == running and model == 'MMDistributedDataParallel'

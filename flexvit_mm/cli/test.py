@@ -462,5 +462,5 @@ def main(argv=None):
     metrics = runner.test()
     if outcome is not None:
         _write_budget_report(runner, metrics, outcome)
-    finish_distributed()
+    finish_distributed(runner)
     return metrics

@@ -161,6 +161,6 @@ def main(argv=None):
     # The test dataloader is not used by training.
     check_dataset_layout(cfg, ('train_dataloader', 'val_dataloader'))
     runner = build_runner(cfg)
-    model = runner.train()
-    finish_distributed()
-    return model
+    runner.train()
+    finish_distributed(runner)
+    return runner.model
