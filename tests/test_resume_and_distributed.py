@@ -133,9 +133,12 @@ if FIXED:
 else:
     dist.barrier()
     dist.destroy_process_group()
-print('rank', dist.get_rank() if dist.is_initialized() else os.environ['RANK'],
-      'gloo threads', running, '->', gloo_threads(),
-      'bare model', type(runner.model).__name__)
+# One file per rank: two ranks printing to one pipe interleave.
+with open(os.path.join(sys.argv[1], 'rank' + os.environ['RANK']), 'w') as f:
+    f.write(f'{running} {gloo_threads()} {type(runner.model).__name__}')
+# Exit cleanly in both variants, or the unfixed one could hit the very abort.
+del runner
+import gc; gc.collect()
 """
 
 
@@ -148,12 +151,10 @@ def test_tools_stop_gloo_threads_before_the_interpreter_exits(
     # tools/train.py and tools/test.py) lets them end first.
     script = tmp_path / 'teardown.py'
     script.write_text(_TEARDOWN_SCRIPT.replace('FIXED', str(fixed)))
-    proc = run_tool('-m', 'torch.distributed.run', '--nproc_per_node', '2',
-                    '--master_port', str(free_port()), str(script))
-    lines = sorted(re.findall(r'rank \d gloo threads (\d+) -> (\d+) bare '
-                              r'model (\w+)', proc.stdout))
-    assert len(lines) == 2, proc.stdout + proc.stderr
-    for running, left, model in lines:
+    run_tool('-m', 'torch.distributed.run', '--nproc_per_node', '2',
+             '--master_port', str(free_port()), str(script), str(tmp_path))
+    for rank in (0, 1):
+        running, left, model = (tmp_path / f'rank{rank}').read_text().split()
         assert int(running) > 0
         if fixed:
             assert (left, model) == ('0', 'Linear')
