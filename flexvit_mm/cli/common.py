@@ -111,8 +111,8 @@ def finish_distributed(runner):
     still holds it, and gloo's worker threads run until the wrapper is
     freed. If that happens during interpreter shutdown, a worker thread can
     abort the finished process ("terminate called without an active
-    exception"; about one 2-process ``dist_test.sh`` run in twenty on a
-    loaded machine). So the runner keeps the bare model and the wrapper is
+    exception"; 1 of 45 two-process ``dist_test.sh`` runs on a loaded
+    2-core machine). So the runner keeps the bare model and the wrapper is
     collected first. The barrier keeps a rank from leaving while another
     still talks to it.
 

@@ -1,4 +1,5 @@
-"""Fixes that make mmengine 0.10.7 work on current torch, applied on import.
+"""Fixes for mmengine 0.10.7 on current torch and in multi-process runs,
+applied on import.
 
 ``import flexvit_mm`` calls :func:`apply_all`; each fix is idempotent,
 scoped to the mmengine function it repairs, and does nothing where the
