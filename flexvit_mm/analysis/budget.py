@@ -188,8 +188,9 @@ def parse_latency_budget(value: Union[str, float, int]) -> float:
 def _scalar(value) -> Optional[float]:
     """A finite float from a report value (the sweep report's reader), else
     None."""
-    from ..engine.stitch_sweep import _scalar as report_scalar
-    value = None if value is None else report_scalar(value)
+    # Imported here, as below: this module imports nothing heavy at load.
+    from ..engine.stitch_sweep import report_scalar
+    value = report_scalar(value)
     return value if value is not None and math.isfinite(value) else None
 
 

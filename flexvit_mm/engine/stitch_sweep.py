@@ -341,7 +341,7 @@ def _load_flops(flops):
 
 
 # ------------------------------------------------------------------- report
-def _scalar(value):
+def report_scalar(value):
     """A float for numeric scalars (python, numpy, 0-d/1-element tensors),
     else None."""
     if isinstance(value, bool):
@@ -361,7 +361,7 @@ def _scalar(value):
 def _json_safe(value):
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return int(value)
-    scalar = _scalar(value)
+    scalar = report_scalar(value)
     if scalar is not None:
         return scalar if math.isfinite(scalar) else None
     if isinstance(value, (str, type(None), bool)):
@@ -388,7 +388,7 @@ def _lookup(table, stitch_id, key, plain=True):
         value = value.get(key)
     elif not plain:  # a plain number is not this key's value
         return None
-    return _scalar(value) if value is not None else None
+    return report_scalar(value)
 
 
 def choose_primary_metric(metric_names: Sequence[str],
@@ -491,7 +491,7 @@ def write_stitch_report(results: Dict[int, dict],
     metric_names: List[str] = []
     for stitch_id in ids:
         for name, value in results[stitch_id].items():
-            if name not in metric_names and _scalar(value) is not None:
+            if name not in metric_names and report_scalar(value) is not None:
                 metric_names.append(name)
 
     for stitch_id in ids:
@@ -503,15 +503,15 @@ def write_stitch_report(results: Dict[int, dict],
             info = dict(describe.get(stitch_id, {}) or {})
         gflops = _lookup(flops, stitch_id, 'flops')
         gflops = gflops / 1e9 if gflops is not None else None
-        if gflops is None and _scalar(info.get('gflops')) is not None:
-            gflops = _scalar(info['gflops'])
-        if gflops is None and _scalar(info.get('flops')) is not None:
-            gflops = _scalar(info['flops']) / 1e9
+        if gflops is None and report_scalar(info.get('gflops')) is not None:
+            gflops = report_scalar(info['gflops'])
+        if gflops is None and report_scalar(info.get('flops')) is not None:
+            gflops = report_scalar(info['flops']) / 1e9
         n_params = _lookup(params, stitch_id, 'params')
         if n_params is None:
             n_params = _lookup(flops, stitch_id, 'params', plain=False)
-        if n_params is None and _scalar(info.get('params')) is not None:
-            n_params = _scalar(info['params'])
+        if n_params is None and report_scalar(info.get('params')) is not None:
+            n_params = report_scalar(info['params'])
         row = dict(
             id=int(stitch_id),
             route=str(info.get('route', '')),
@@ -628,32 +628,32 @@ def plot_metrics(metric_names: Sequence[str], primary: str) -> List[str]:
 
 def _plot_panel(ax, rows, metric, have_flops):
     lower = lower_is_better(metric)
-    points = [r for r in rows if _scalar(r.get(metric)) is not None]
+    points = [r for r in rows if report_scalar(r.get(metric)) is not None]
     xkey = 'gflops' if have_flops else 'id'
     if not points:
         ax.text(0.5, 0.5, 'no scalar metric to plot', ha='center',
                 va='center', transform=ax.transAxes)
         return
     ax.scatter([r[xkey] for r in points],
-               [_scalar(r[metric]) for r in points], s=18,
+               [report_scalar(r[metric]) for r in points], s=18,
                color='tab:blue', alpha=0.6,
                label=f'stitches ({len(points)})')
     if have_flops:
         keys = set(pareto_front(
-            [(r['id'], r['gflops'], _scalar(r[metric])) for r in points],
+            [(r['id'], r['gflops'], report_scalar(r[metric])) for r in points],
             lower_better=lower))
         front = sorted((r for r in points if r['id'] in keys),
                        key=lambda r: r['gflops'])
         ax.plot([r['gflops'] for r in front],
-                [_scalar(r[metric]) for r in front], '-o', color='tab:red',
+                [report_scalar(r[metric]) for r in front], '-o', color='tab:red',
                 markersize=5, label=f'Pareto frontier ({len(front)})')
         for r in front:
-            ax.annotate(str(r['id']), (r['gflops'], _scalar(r[metric])),
+            ax.annotate(str(r['id']), (r['gflops'], report_scalar(r[metric])),
                         textcoords='offset points', xytext=(3, 4),
                         fontsize=7, color='tab:red')
     elif len(points) <= 40:  # more labels would overlap
         for r in points:
-            ax.annotate(str(r['id']), (r['id'], _scalar(r[metric])),
+            ax.annotate(str(r['id']), (r['id'], report_scalar(r[metric])),
                         textcoords='offset points', xytext=(3, 4),
                         fontsize=6)
     ax.legend(loc='best', fontsize=8)
@@ -755,13 +755,13 @@ class StitchSweepValLoop(StitchSweepTestLoop):
 
     def _epoch_metrics(self, results, flat) -> dict:
         names = [name for name in results[self.stitch_ids[0]]
-                 if all(_scalar(results[i].get(name)) is not None
+                 if all(report_scalar(results[i].get(name)) is not None
                         for i in self.stitch_ids)]
         for name in names:
-            flat[name] = sum(_scalar(results[i][name])
+            flat[name] = sum(report_scalar(results[i][name])
                              for i in self.stitch_ids) / len(self.stitch_ids)
         lines = [f'stitch {i:>4}: ' + ', '.join(
-            f'{name} {_format(_scalar(results[i][name]), 4)}'
+            f'{name} {_format(report_scalar(results[i][name]), 4)}'
             for name in names) for i in self.stitch_ids]
         print_log('Validation per stitch (the plain metric names hold their '
                   'mean):\n' + '\n'.join(lines), logger='current')

@@ -22,8 +22,7 @@ from ..stitching.space import LARGE, SMALL, Route, StitchingSpace
 from ..stitching.stitching_layer import StitchingLayer
 from .anchors import (ANCHOR_WEIGHTS_HINT, MissingWeightsError,  # noqa: F401
                       build_anchor, embed_tokens, has_rel_pos_bias,
-                      load_anchor_state_dict,
-                      load_anchor_weights)
+                      load_anchor_state_dict, load_anchor_weights)
 
 @MODELS.register_module()
 class SNNetv2(BaseModule):
