@@ -113,6 +113,7 @@ def test_two_process_gloo_training_ends_with_identical_weights(
 
 _TEARDOWN_SCRIPT = """
 import os, sys
+from datetime import timedelta
 from types import SimpleNamespace
 import torch, torch.distributed as dist, torch.nn as nn
 import flexvit_mm
@@ -124,7 +125,8 @@ def gloo_threads():
              for t in os.listdir('/proc/self/task')]
     return sum('gloo' in name for name in names)
 
-dist.init_process_group('gloo')
+# A stuck collective raises instead of hanging the test.
+dist.init_process_group('gloo', timeout=timedelta(seconds=120))
 runner = SimpleNamespace(model=MMDistributedDataParallel(module=nn.Linear(2, 2)))
 dist.all_reduce(torch.ones(2))
 running = gloo_threads()
@@ -136,9 +138,10 @@ else:
 # One file per rank: two ranks printing to one pipe interleave.
 with open(os.path.join(sys.argv[1], 'rank' + os.environ['RANK']), 'w') as f:
     f.write(f'{running} {gloo_threads()} {type(runner.model).__name__}')
-# Exit cleanly in both variants, or the unfixed one could hit the very abort.
-del runner
-import gc; gc.collect()
+if not FIXED:
+    # The unfixed teardown is the defect itself: at exit it can abort or
+    # (seen once, in CI) hang. The threads are counted; skip the teardown.
+    os._exit(0)
 """
 
 
@@ -151,8 +154,9 @@ def test_tools_stop_gloo_threads_before_the_interpreter_exits(
     # tools/train.py and tools/test.py) lets them end first.
     script = tmp_path / 'teardown.py'
     script.write_text(_TEARDOWN_SCRIPT.replace('FIXED', str(fixed)))
-    run_tool('-m', 'torch.distributed.run', '--nproc_per_node', '2',
-             '--master_port', str(free_port()), str(script), str(tmp_path))
+    # --standalone: torchrun binds its own free port (no pick-then-bind race).
+    run_tool('-m', 'torch.distributed.run', '--standalone',
+             '--nproc_per_node', '2', str(script), str(tmp_path), timeout=300)
     for rank in (0, 1):
         running, left, model = (tmp_path / f'rank{rank}').read_text().split()
         assert int(running) > 0
