@@ -503,15 +503,16 @@ def write_stitch_report(results: Dict[int, dict],
             info = dict(describe.get(stitch_id, {}) or {})
         gflops = _lookup(flops, stitch_id, 'flops')
         gflops = gflops / 1e9 if gflops is not None else None
-        if gflops is None and report_scalar(info.get('gflops')) is not None:
-            gflops = report_scalar(info['gflops'])
-        if gflops is None and report_scalar(info.get('flops')) is not None:
-            gflops = report_scalar(info['flops']) / 1e9
+        if gflops is None:
+            gflops = report_scalar(info.get('gflops'))
+        if gflops is None:
+            info_flops = report_scalar(info.get('flops'))
+            gflops = info_flops / 1e9 if info_flops is not None else None
         n_params = _lookup(params, stitch_id, 'params')
         if n_params is None:
             n_params = _lookup(flops, stitch_id, 'params', plain=False)
-        if n_params is None and report_scalar(info.get('params')) is not None:
-            n_params = report_scalar(info['params'])
+        if n_params is None:
+            n_params = report_scalar(info.get('params'))
         row = dict(
             id=int(stitch_id),
             route=str(info.get('route', '')),
@@ -628,32 +629,32 @@ def plot_metrics(metric_names: Sequence[str], primary: str) -> List[str]:
 
 def _plot_panel(ax, rows, metric, have_flops):
     lower = lower_is_better(metric)
-    points = [r for r in rows if report_scalar(r.get(metric)) is not None]
+    # (row, metric value) for the rows that have a scalar value.
+    points = [(r, v) for r, v in ((r, report_scalar(r.get(metric)))
+                                  for r in rows) if v is not None]
     xkey = 'gflops' if have_flops else 'id'
     if not points:
         ax.text(0.5, 0.5, 'no scalar metric to plot', ha='center',
                 va='center', transform=ax.transAxes)
         return
-    ax.scatter([r[xkey] for r in points],
-               [report_scalar(r[metric]) for r in points], s=18,
+    ax.scatter([r[xkey] for r, _ in points], [v for _, v in points], s=18,
                color='tab:blue', alpha=0.6,
                label=f'stitches ({len(points)})')
     if have_flops:
-        keys = set(pareto_front(
-            [(r['id'], r['gflops'], report_scalar(r[metric])) for r in points],
-            lower_better=lower))
-        front = sorted((r for r in points if r['id'] in keys),
-                       key=lambda r: r['gflops'])
-        ax.plot([r['gflops'] for r in front],
-                [report_scalar(r[metric]) for r in front], '-o', color='tab:red',
-                markersize=5, label=f'Pareto frontier ({len(front)})')
-        for r in front:
-            ax.annotate(str(r['id']), (r['gflops'], report_scalar(r[metric])),
+        keys = set(pareto_front([(r['id'], r['gflops'], v)
+                                 for r, v in points], lower_better=lower))
+        front = sorted(((r, v) for r, v in points if r['id'] in keys),
+                       key=lambda p: p[0]['gflops'])
+        ax.plot([r['gflops'] for r, _ in front], [v for _, v in front],
+                '-o', color='tab:red', markersize=5,
+                label=f'Pareto frontier ({len(front)})')
+        for r, v in front:
+            ax.annotate(str(r['id']), (r['gflops'], v),
                         textcoords='offset points', xytext=(3, 4),
                         fontsize=7, color='tab:red')
     elif len(points) <= 40:  # more labels would overlap
-        for r in points:
-            ax.annotate(str(r['id']), (r['id'], report_scalar(r[metric])),
+        for r, v in points:
+            ax.annotate(str(r['id']), (r['id'], v),
                         textcoords='offset points', xytext=(3, 4),
                         fontsize=6)
     ax.legend(loc='best', fontsize=8)
