@@ -56,6 +56,10 @@ def test_resume_modes(tmp_path):
 
 def test_launcher_and_local_rank(tmp_path, monkeypatch):
     monkeypatch.delenv('LOCAL_RANK', raising=False)
+    # What torch.distributed.launch sets besides --local-rank.
+    for name, value in (('RANK', '3'), ('WORLD_SIZE', '4'),
+                        ('MASTER_ADDR', '127.0.0.1'), ('MASTER_PORT', '29500')):
+        monkeypatch.setenv(name, value)
     args = train_cli.parse_args(
         [SEG, '--launcher', 'pytorch', '--local-rank', '3'])
     import os

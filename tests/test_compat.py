@@ -14,6 +14,7 @@ import torch
 
 import flexvit_mm  # noqa: F401
 from flexvit_mm.compat import torchvision_fix
+from flexvit_mm.errors import UntrustedCheckpointError
 
 from .conftest import free_port, run_tool
 
@@ -59,14 +60,39 @@ def test_runner_checkpoint_loads_with_the_fix(runner_checkpoint):
     assert 'train/loss' in checkpoint['message_hub']['log_scalars']
 
 
-def test_checkpoint_fix_is_scoped_to_mmengine(runner_checkpoint):
-    # Everywhere else torch keeps its safe weights_only=True default.
+class _RunsCode:
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (self.marker, 'w')
+
+
+def test_checkpoint_fix_loads_safely(runner_checkpoint, tmp_path):
+    """The fix is not ``weights_only=False``: every mmengine loader still
+    refuses a pickle that would run code (docs/checkpoints.md)."""
+    from mmengine.runner import checkpoint
+    marker = str(tmp_path / 'code_ran')
+    path = str(tmp_path / 'evil.pth')
+    torch.save(dict(state_dict=dict(w=torch.ones(1)), x=_RunsCode(marker)),
+               path)
+    loaders = [
+        lambda: checkpoint._load_checkpoint(path, map_location='cpu'),
+        lambda: checkpoint.CheckpointLoader.load_checkpoint(path),
+        # what open-mmlab://, s3:// and pavi:// use
+        lambda: checkpoint.torch.load(path, map_location='cpu'),
+        # what http(s)://, torchvision://, open-mmlab:// and mmcls:// use
+        lambda: checkpoint.load_url(f'file://{path}',
+                                    model_dir=str(tmp_path / 'hub')),
+    ]
+    for load in loaders:
+        with pytest.raises(UntrustedCheckpointError, match='io.open'):
+            load()
+    assert not osp.exists(marker)
+    # torch.load elsewhere keeps torch's own default.
     with pytest.raises(pickle.UnpicklingError):
         torch.load(runner_checkpoint, map_location='cpu')
-    # And an explicit choice inside mmengine's loader is respected.
-    from mmengine.runner import checkpoint
-    with pytest.raises(pickle.UnpicklingError):
-        checkpoint.torch.load(runner_checkpoint, weights_only=True)
 
 
 _DIST_SCRIPT = """
@@ -159,13 +185,15 @@ def test_fixes_are_idempotent():
     from mmengine.model import MMDistributedDataParallel
     from mmengine.runner import checkpoint
     from mmengine.hooks import logger_hook
-    before = (dist_utils._init_dist_pytorch, dist_utils._init_dist_slurm,
-              MMDistributedDataParallel.__init__, checkpoint.torch,
-              logger_hook.dump)
+    def state():
+        return (dist_utils._init_dist_pytorch, dist_utils._init_dist_slurm,
+                MMDistributedDataParallel.__init__, checkpoint.torch,
+                checkpoint.load_url,
+                checkpoint.CheckpointLoader._schemes[''], logger_hook.dump)
+
+    before = state()
     flexvit_mm.compat.apply_all()
-    after = (dist_utils._init_dist_pytorch, dist_utils._init_dist_slurm,
-             MMDistributedDataParallel.__init__, checkpoint.torch,
-             logger_hook.dump)
+    after = state()
     assert before == after
 
 

@@ -284,10 +284,19 @@ def test_fuse_refuses_what_it_cannot_fuse(trained, tmp_path):
     assert fuse_model(model) == []
 
     # Through the tool: a model with nothing to fuse (the tiny ResNet
-    # classifier; the SHViT checkpoint loads non-strictly) exits with 2.
-    _, checkpoint, options = trained('cls')
-    proc = run_tool('tools/test.py', osp.join(CONFIGS, 'cls_imagenet.py'),
-                    checkpoint, '--fuse', '--work-dir', str(tmp_path),
-                    '--cfg-options', *options, expect_ok=False)
+    # classifier, with a checkpoint of its own: tools/test.py refuses one
+    # that does not fit) exits with 2.
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
+    config = osp.join(CONFIGS, 'cls_imagenet.py')
+    init_default_scope('mmpretrain')
+    resnet = MODELS.build(Config.fromfile(config).model)
+    checkpoint = str(tmp_path / 'resnet.pth')
+    torch.save(dict(state_dict=resnet.state_dict()), checkpoint)
+    _, _, options = trained('cls')
+    proc = run_tool('tools/test.py', config, checkpoint, '--fuse',
+                    '--work-dir', str(tmp_path / 'work'), '--cfg-options',
+                    *options, expect_ok=False)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert 'nothing to fuse' in proc.stderr

@@ -30,6 +30,8 @@ from typing import Callable, Dict, Optional, Sequence
 import torch
 import torch.nn as nn
 
+from ..errors import FlexvitError
+
 #: Input side per SHViT variant in the paper's table and the official
 #: harness (S4 is trained and tested at 256).
 SHVIT_RESOLUTION = dict(s1=224, s2=224, s3=224, s4=256)
@@ -40,7 +42,7 @@ PAPER_PROTOCOL = dict(
     cuda=dict(batch_size=256, threads=None, amp=True))
 
 
-class BenchmarkError(ValueError):
+class BenchmarkError(FlexvitError, ValueError):
     """A benchmark request that cannot be run as asked; the message says
     why and what to change."""
 

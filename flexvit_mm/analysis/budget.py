@@ -33,6 +33,8 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional, Sequence, Union
 
+from ..errors import FlexvitError
+
 __all__ = [
     'BudgetError', 'Selection', 'parse_flops_budget', 'parse_latency_budget',
     'select_stitch', 'select_stitch_for_model', 'load_stitch_results',
@@ -55,7 +57,7 @@ _LATENCY_UNITS = {'ms': 1.0, 's': 1e3, 'us': 1e-3, '\u00b5s': 1e-3,
                   '\u03bcs': 1e-3}
 
 
-class BudgetError(ValueError):
+class BudgetError(FlexvitError, ValueError):
     """No stitch fits the budget; the message names the smallest stitch
     and the budget.
 

@@ -5,21 +5,31 @@ the logic can be tested and extended here.
 """
 import sys
 
+from ..errors import FlexvitError
 from .common import UserInputError
+from .config_errors import config_error
+
+
+def _exit(error):
+    print(f'error: {error}', file=sys.stderr)
+    sys.exit(error.exit_code)
 
 
 def run(main, argv=None):
     """Run a tool's main; expected user errors end with their message and
-    exit status 2 instead of a traceback."""
-    from ..datasets import DatasetLayoutError
-    from ..models.backbones.anchors import MissingWeightsError
-    from ..models.stitching.convert import IncompatibleCheckpointError
+    their exit status (2) instead of a traceback: every
+    :class:`FlexvitError`, and the mistakes in a config that mmengine finds
+    while building it (:func:`config_error`: an unknown type, an argument a
+    module does not take)."""
     try:
         main(argv)
-    except (UserInputError, DatasetLayoutError, IncompatibleCheckpointError,
-            MissingWeightsError) as error:
-        print(f'error: {error}', file=sys.stderr)
-        sys.exit(2)
+    except FlexvitError as error:
+        _exit(error)
+    except (KeyError, TypeError, ValueError) as error:
+        user_error = config_error(error)
+        if user_error is None:
+            raise
+        _exit(user_error)
 
 
 __all__ = ['run', 'UserInputError']

@@ -6,7 +6,7 @@ import json
 import os
 import os.path as osp
 
-from .common import UserInputError
+from .common import UserInputError, check_output_file
 
 
 def parse_args(argv=None):
@@ -163,6 +163,8 @@ def main(argv=None):
     import flexvit_mm  # noqa: F401  (registers the modules)
     from ..analysis.benchmark import BenchmarkError, without_raw_times
     args = parse_args(argv)
+    if args.out:
+        check_output_file(args.out, '--out')
     try:
         result, table = run_benchmark(args)
     except BenchmarkError as error:

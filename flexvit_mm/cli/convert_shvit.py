@@ -6,7 +6,9 @@ import os.path as osp
 
 import torch
 
-from .common import UserInputError
+from ..checkpoint import load_checkpoint_file
+from .common import (UserInputError, add_trust_checkpoint_arg,
+                     check_output_file)
 
 
 def parse_args(argv=None):
@@ -25,6 +27,9 @@ def parse_args(argv=None):
                         '("backbone." + "head." keys for SHViTClsHead)')
     parser.add_argument('--force', action='store_true',
                         help='overwrite an existing dst')
+    add_trust_checkpoint_arg(
+        parser, example='; official training checkpoints that hold e.g. '
+        'their argparse.Namespace need it')
     return parser.parse_args(argv)
 
 
@@ -35,10 +40,11 @@ def convert_file(src, dst, arch, dense=False, force=False):
         unwrap_state_dict)
     if not osp.isfile(src):
         raise UserInputError(f'The checkpoint {src!r} does not exist.')
+    check_output_file(dst, 'dst')
     if osp.exists(dst) and not force:
         raise UserInputError(f'{dst!r} exists; nothing was written. '
                              'Pass --force to overwrite it.')
-    checkpoint = torch.load(src, map_location='cpu', weights_only=False)
+    checkpoint = load_checkpoint_file(src)
     try:
         layout = detect_layout(unwrap_state_dict(checkpoint))
         state = convert_shvit(checkpoint, arch, dense=dense)
@@ -49,8 +55,11 @@ def convert_file(src, dst, arch, dense=False, force=False):
         dict(state_dict=state,
              meta=dict(converted_from=osp.basename(src), layout=layout,
                        arch=arch, dense=dense)), dst)
+    left_out = len(unwrap_state_dict(checkpoint)) - len(state)
     print(f'Converted {src} ({layout} layout, SHViT-{arch.upper()}) -> {dst}'
-          f' ({len(state)} tensors, {"backbone only" if dense else "backbone + head"})')
+          f' ({len(state)} tensors, {"backbone only" if dense else "backbone + head"})'
+          + (f'; {left_out} tensors of {src} left out (classifier or '
+             'distillation head)' if left_out else ''))
     return state
 
 

@@ -7,7 +7,9 @@ import os.path as osp
 
 import torch
 
-from .common import UserInputError, load_config
+from ..checkpoint import load_checkpoint_file
+from .common import (UserInputError, add_trust_checkpoint_arg,
+                     check_output_file, load_config)
 
 
 def parse_args(argv=None):
@@ -21,6 +23,9 @@ def parse_args(argv=None):
                         '"backbone." keys, and the heads for segmentation)')
     parser.add_argument('--force', action='store_true',
                         help='overwrite an existing dst')
+    add_trust_checkpoint_arg(
+        parser, example='; official training checkpoints that hold e.g. '
+        'their argparse.Namespace need it')
     return parser.parse_args(argv)
 
 
@@ -31,6 +36,7 @@ def main(argv=None):
     args = parse_args(argv)
     if not osp.isfile(args.src):
         raise UserInputError(f'The checkpoint {args.src!r} does not exist.')
+    check_output_file(args.dst, 'dst')
     if osp.exists(args.dst) and not args.force:
         raise UserInputError(f'{args.dst!r} exists; nothing was written. '
                              'Pass --force to overwrite it.')
@@ -39,7 +45,7 @@ def main(argv=None):
     # Built without init_weights: the anchors' pretrained files are not
     # needed, every weight comes from the checkpoint being converted.
     model = MODELS.build(cfg.model)
-    official = torch.load(args.src, map_location='cpu', weights_only=False)
+    official = load_checkpoint_file(args.src)
     state = convert_official_model(official, model)
     model.load_state_dict(state, strict=True)
     os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)

@@ -26,7 +26,11 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from mmengine.config import DictAction
 
-from .common import UserInputError, apply_cfg_options, load_config, toolbox_of
+from ..checkpoint import load_model_weights
+from ..errors import FlexvitError
+from .common import (UserInputError, add_trust_checkpoint_arg,
+                     apply_cfg_options, check_output_dir, load_config,
+                     toolbox_of)
 
 #: max|a - b| / max|b| allowed between the stitched and the exported model.
 TORCH_TOLERANCE = 1e-5
@@ -51,8 +55,10 @@ ONNX_WHAT = {
 }
 
 
-class ExportCheckError(RuntimeError):
+class ExportCheckError(FlexvitError, RuntimeError):
     """The exported model does not compute what the stitch computes."""
+    # A failed check, not bad input: the tool exits 1, as before.
+    exit_code = 1
 
 
 def parse_args(argv=None):
@@ -88,6 +94,7 @@ def parse_args(argv=None):
         action=DictAction,
         help='override config settings (applied before the model is built; '
         'kept in DIR/config.py)')
+    add_trust_checkpoint_arg(parser)
     return parser.parse_args(argv)
 
 
@@ -98,9 +105,7 @@ def _check_inputs(args):
             f'The checkpoint {args.checkpoint!r} does not exist. Give the '
             '.pth file of the stitched model (e.g. WORK_DIR/iter_*.pth '
             'written by tools/train.py).')
-    if osp.exists(args.out) and not osp.isdir(args.out):
-        raise UserInputError(
-            f'--out {args.out!r} is a file; give a folder (new or empty).')
+    check_output_dir(args.out, '--out')
     if osp.isdir(args.out) and os.listdir(args.out) and not args.force:
         raise UserInputError(
             f'--out {args.out!r} already holds files '
@@ -129,25 +134,6 @@ def build_model(cfg, toolbox):
     from mmengine.registry import init_default_scope
     init_default_scope(cfg.get('default_scope'))
     return _toolbox_models(toolbox).build(copy.deepcopy(cfg.model))
-
-
-def load_weights(model, checkpoint):
-    """Load ``checkpoint`` strictly into ``model``; returns the checkpoint
-    (with its ``meta``)."""
-    from mmengine.runner import load_checkpoint
-    try:
-        return load_checkpoint(model, checkpoint, map_location='cpu',
-                               strict=True, logger='silent')
-    except RuntimeError as error:
-        lines = [line.strip() for line in str(error).splitlines()
-                 if line.strip()]
-        detail = '\n  '.join(line[:300] for line in lines[:6])
-        more = ' ...' if len(lines) > 6 else ''
-        raise UserInputError(
-            f'The checkpoint {checkpoint!r} does not fit the config\'s '
-            f'model:\n  {detail}{more}\nIs it a checkpoint of another '
-            'model, or do the config and --cfg-options differ from the '
-            'training run\'s?') from error
 
 
 def _backbone_name(model, backbone) -> str:
@@ -408,7 +394,8 @@ def export(args) -> dict:
             f'{args.config}: {error} Export works on SN-Netv2 configs '
             '(model.backbone.type=\'SNNetv2\').') from error
     stitch_id = _pick_stitch(backbone, args.stitch_id)
-    checkpoint = load_weights(model, args.checkpoint)
+    # Strict: a checkpoint that does not fit is refused, naming the keys.
+    checkpoint = load_model_weights(model, args.checkpoint)
     model.eval()
     route = backbone.space[stitch_id]
     backbone_path = _backbone_name(model, backbone)

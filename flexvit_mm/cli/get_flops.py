@@ -15,10 +15,15 @@ import os
 import os.path as osp
 from types import SimpleNamespace
 
-from .common import UserInputError, apply_cfg_options, load_config, toolbox_of
+from ..engine.stitch_sweep import keep_previous_report
+from .common import (UserInputError, apply_cfg_options, check_output_dir,
+                     load_config, toolbox_of)
 
 #: Input size for a model without a stitched backbone (the benchmark's).
 PLAIN_SHAPE = (224, 224)
+#: What the tool writes into the output folder; the JSON comes first, as
+#: :func:`keep_previous_report` wants.
+TABLE_FILES = ('stitch_table.json', 'stitch_table.csv')
 
 
 def parse_args(argv=None):
@@ -213,21 +218,28 @@ def format_table(rows, latency):
 
 def write_files(rows, document, out_dir):
     """``stitch_table.json`` (the document) and ``stitch_table.csv`` (one
-    line per row); returns their paths."""
+    line per row); an earlier table there is kept, renamed
+    ``stitch_table_<its time>.*``.
+
+    Returns:
+        tuple[str, str, list[str]]: the paths written and the new names of
+        the earlier table's files (empty if there was none).
+    """
     os.makedirs(out_dir, exist_ok=True)
-    json_path = osp.join(out_dir, 'stitch_table.json')
+    kept = keep_previous_report(out_dir, TABLE_FILES)
+    json_path = osp.join(out_dir, TABLE_FILES[0])
     with open(json_path, 'w') as f:
         json.dump(document, f, indent=1)
     columns = ['id', 'kind', 'route', 'gflops', 'flops', 'params']
     if any('latency_ms' in row for row in rows):
         columns += ['latency_ms', 'latency_spread']
-    csv_path = osp.join(out_dir, 'stitch_table.csv')
+    csv_path = osp.join(out_dir, TABLE_FILES[1])
     with open(csv_path, 'w', newline='') as f:
         writer = csv.writer(f)
         writer.writerow(columns)
         for row in rows:
             writer.writerow([row.get(c, '') for c in columns])
-    return json_path, csv_path
+    return json_path, csv_path, kept
 
 
 def main(argv=None):
@@ -242,6 +254,7 @@ def main(argv=None):
     apply_cfg_options(cfg, args)
     out_dir = args.out_dir or cfg.get('work_dir') or osp.join(
         './work_dirs', osp.splitext(osp.basename(args.config))[0])
+    check_output_dir(out_dir, '--out-dir' if args.out_dir else 'The work dir')
     try:  # a bad device or protocol fails before the model is built
         resolve_protocol(args.device, args.batch_size, args.threads)
         if args.warmup < 0 or args.repeats < 1:
@@ -266,7 +279,7 @@ def main(argv=None):
         config=args.config, input_shape=list(shape),
         flops_unit='multiply-accumulates per image (fvcore convention), '
         'attention included', **document)
-    json_path, csv_path = write_files(rows, document, out_dir)
+    json_path, csv_path, kept = write_files(rows, document, out_dir)
 
     what = (f'{len(rows)} stitches of {document["backbone"]}'
             if backbone is not None else
@@ -290,5 +303,7 @@ def main(argv=None):
               f'{"float16 autocast" if p["amp"] else "float32"}, '
               f'{p["warmup"]} warmup + {p["repeats"]} timed rounds; '
               f'{p["machine"]["cpu"]}')
+    if kept:
+        print(f'kept the earlier table of {out_dir} as {", ".join(kept)}')
     print(f'wrote {json_path} and {csv_path}')
     return document

@@ -10,9 +10,12 @@ import argparse
 import json
 import os.path as osp
 
+from ..checkpoint import (check_state_dict_fits, load_checkpoint_file,
+                          state_dict_of)
 from .common import (UserInputError, add_common_args, apply_cfg_options,
                      export_local_rank, finish_distributed, launch_settings,
-                     load_config, resolve_work_dir, toolbox_of)
+                     load_config, no_empty_run_left, resolve_work_dir,
+                     toolbox_of)
 from .toolbox_options import (attach_out, check_out, configure_out,
                               enable_show_dir, enable_tta)
 
@@ -440,6 +443,16 @@ def _write_budget_report(runner, metrics, outcome):
     print_log(message + '.', logger='current')
 
 
+def read_checkpoint_weights(path):
+    """The checkpoint's state dict, read safely before anything is built,
+    so that an unreadable or untrusted file is refused at once.
+
+    Memory-mapped: the fit check needs only keys and shapes, and the Runner
+    reads the file again to load it (EMA and TTA models included).
+    """
+    return state_dict_of(load_checkpoint_file(path, mmap=True), path)
+
+
 def main(argv=None):
     """Entry point of ``tools/test.py``; returns the metrics."""
     from ..datasets import check_dataset_layout
@@ -448,18 +461,25 @@ def main(argv=None):
     cfg, toolbox = build_test_config(args)
     previous = read_previous_results(args, cfg.work_dir) \
         if _budget_flags(args) else None
+    weights = read_checkpoint_weights(args.checkpoint)
     check_dataset_layout(cfg, dataloader_keys=('test_dataloader', ))
-    runner = build_runner(cfg)
-    if args.out:
-        attach_out(runner, toolbox, args.out)
-    if args.stitch_id is not None:
-        _prepare_stitch_sweep(runner, args)
-    outcome = _prepare_budget_run(runner, args, previous) \
-        if previous is not None else None
-    if args.fuse:
-        hook = _make_fuse_hook()
-        runner.register_hook(hook, priority=hook.priority)
-    metrics = runner.test()
+    with no_empty_run_left(cfg):
+        runner = build_runner(cfg)
+        # mmengine's load_from skips missing, unexpected and mis-shaped keys
+        # with a warning: another model's checkpoint would be evaluated as
+        # if it were right. Refused before anything is evaluated or written.
+        check_state_dict_fits(runner.model, weights, args.checkpoint)
+        del weights  # unmaps the file
+        if args.out:
+            attach_out(runner, toolbox, args.out)
+        if args.stitch_id is not None:
+            _prepare_stitch_sweep(runner, args)
+        outcome = _prepare_budget_run(runner, args, previous) \
+            if previous is not None else None
+        if args.fuse:
+            hook = _make_fuse_hook()
+            runner.register_hook(hook, priority=hook.priority)
+        metrics = runner.test()
     if outcome is not None:
         _write_budget_report(runner, metrics, outcome)
     finish_distributed(runner)

@@ -6,7 +6,7 @@ from copy import deepcopy
 
 from mmengine.config import ConfigDict
 
-from .common import UserInputError
+from .common import UserInputError, check_output_dir, check_output_file
 
 
 def _require_visualization_hook(cfg):
@@ -21,6 +21,11 @@ def _require_visualization_hook(cfg):
 def enable_show_dir(cfg, toolbox, show_dir):
     """Save painted predictions of every test image into ``show_dir``."""
     hook = _require_visualization_hook(cfg)
+    # mmdet puts a relative show dir into the run's new log folder
+    # (WORK_DIR/<timestamp>/), checked with --work-dir; the others use it as
+    # given.
+    if toolbox != 'mmdet' or osp.isabs(show_dir):
+        check_output_dir(show_dir, '--show-dir')
     if toolbox == 'mmseg':
         hook.draw = True
         hook.interval = 1  # mmseg's default paints every 50th image only
@@ -106,3 +111,7 @@ def check_out(toolbox, out):
         raise UserInputError(
             f'--out {out!r}: for mmseg configs --out is a folder for the '
             'predicted label maps, not a .pkl file.')
+    if toolbox == 'mmseg':
+        check_output_dir(out, '--out')
+    else:
+        check_output_file(out, '--out')

@@ -3,7 +3,10 @@ applied on import.
 
 ``import flexvit_mm`` calls :func:`apply_all`; each fix is idempotent,
 scoped to the mmengine function it repairs, and does nothing where the
-installed mmengine already behaves.
+installed mmengine already behaves. One of them is a safety fix rather than
+a repair: every checkpoint mmengine loads goes through
+:mod:`flexvit_mm.checkpoint`, which never runs code from the file unless
+the user trusts it (:func:`patch_checkpoint_loading`).
 
 The torchvision fix is different in kind (it edits an installed file) and is
 applied at install time: see :mod:`flexvit_mm.compat.torchvision_fix`.
@@ -11,9 +14,12 @@ applied at install time: see :mod:`flexvit_mm.compat.torchvision_fix`.
 import contextlib
 import functools
 import os
+import os.path as osp
 from unittest import mock
 
 import torch
+
+from ..checkpoint import load_checkpoint_file, load_checkpoint_url
 
 _PATCHED_ATTR = '_flexvit_mm_patched'
 
@@ -27,11 +33,12 @@ def _is_patched(fn):
     return getattr(fn, _PATCHED_ATTR, False)
 
 
-class _TorchWithTrustedLoad:
-    """Stands in for the ``torch`` module inside mmengine's loaders.
+class _TorchWithSafeLoad:
+    """Stands in for the ``torch`` module inside mmengine's checkpoint
+    loaders.
 
-    Every attribute is torch's own, except that ``load`` defaults to
-    ``weights_only=False``.
+    Every attribute is torch's own, except that ``load`` is
+    :func:`flexvit_mm.checkpoint.load_checkpoint_file`.
     """
 
     def __init__(self, torch_module):
@@ -40,35 +47,49 @@ class _TorchWithTrustedLoad:
     def __getattr__(self, name):
         return getattr(self._torch, name)
 
-    def load(self, *args, **kwargs):
-        kwargs.setdefault('weights_only', False)
-        return self._torch.load(*args, **kwargs)
+    def load(self, f, map_location=None):
+        return load_checkpoint_file(f, map_location=map_location)
+
+
+def load_from_local(filename, map_location):
+    """mmengine's local-file scheme, through the safe loader.
+
+    Named as mmengine's: CheckpointLoader logs the loader's name
+    ('Loads checkpoint by local backend ...').
+    """
+    return load_checkpoint_file(osp.expanduser(filename), map_location)
 
 
 def patch_checkpoint_loading():
-    """Let mmengine load its own checkpoints under torch >= 2.6.
+    """Make every checkpoint mmengine loads go through the safe loader.
 
-    torch 2.6 made ``torch.load(weights_only=True)`` the default. A Runner
-    checkpoint holds numpy arrays, dtypes and mmengine's ``HistoryBuffer`` in
-    its ``meta`` and ``message_hub``, so resume and ``load_from`` fail with
-    ``UnpicklingError: Weights only load failed``. mmengine's main branch
-    fixed this by passing ``weights_only=False`` in ``runner/checkpoint.py``
-    and ``utils/dl_utils/hub.py`` (mmengine #1670), but no release has it.
-    We do the same, scoped to those modules: their global name ``torch`` is
-    pointed at a proxy whose ``load`` defaults to ``weights_only=False``
-    (``hub`` only binds ``torch`` on torch < 1.7; on newer torch it re-exports
-    ``torch.hub.load_state_dict_from_url``, whose default is already
-    ``weights_only=False``). Every other ``torch.load`` in the process keeps
-    torch's safe default, which is why this is preferred over the
-    process-wide ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``. A caller that passes
-    ``weights_only`` explicitly is respected.
+    torch 2.6 made ``torch.load(weights_only=True)`` the default, and a
+    Runner checkpoint holds numpy arrays and mmengine's ``HistoryBuffer``,
+    so mmengine 0.10.7's own resume and ``load_from`` fail under it. The
+    fix is not ``weights_only=False`` (mmengine #1670 does that on its main
+    branch), which lets any checkpoint run code: every load goes through
+    :func:`flexvit_mm.checkpoint.load_checkpoint_file` instead, which
+    allows exactly what training checkpoints hold (docs/checkpoints.md).
+    In ``mmengine.runner.checkpoint``, which every mmengine load passes
+    through (``Runner.resume``/``load_checkpoint``, ``load_from``,
+    ``init_cfg=dict(type='Pretrained')``, ``CheckpointLoader``):
+
+    - the local-file scheme is replaced (``CheckpointLoader``'s own
+      ``register_scheme``), so a missing or bad file gets our message;
+    - the module's global ``torch`` becomes a proxy whose ``load`` is the
+      safe loader, for the schemes that read a local copy or a buffer
+      (``open-mmlab://`` files, ``s3://``, ``pavi://``);
+    - its ``load_url`` (torch.hub's ``load_state_dict_from_url``, which
+      loads with ``weights_only=False``), behind ``http(s)://``,
+      ``torchvision://``, ``open-mmlab://`` and ``mmcls://``, becomes
+      :func:`flexvit_mm.checkpoint.load_checkpoint_url`.
     """
     from mmengine.runner import checkpoint
-    from mmengine.utils.dl_utils import hub
-    for module in (checkpoint, hub):
-        if hasattr(module, 'torch') and not isinstance(
-                module.torch, _TorchWithTrustedLoad):
-            module.torch = _TorchWithTrustedLoad(module.torch)
+    if not isinstance(checkpoint.torch, _TorchWithSafeLoad):
+        checkpoint.torch = _TorchWithSafeLoad(checkpoint.torch)
+    checkpoint.load_url = load_checkpoint_url
+    checkpoint.CheckpointLoader.register_scheme(
+        prefixes='', loader=load_from_local, force=True)
 
 
 def _has_other_accelerator():

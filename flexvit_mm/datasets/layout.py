@@ -8,8 +8,12 @@ import os
 import os.path as osp
 from dataclasses import dataclass
 
+from ..errors import FlexvitError
+from .annotations import (AnnotationMismatchError, list_pairs,
+                          mismatch_message, missing_labels, size_mismatches)
 
-class DatasetLayoutError(FileNotFoundError):
+
+class DatasetLayoutError(FlexvitError, FileNotFoundError):
     """A dataset folder does not have the layout its config expects."""
 
 
@@ -98,19 +102,17 @@ def _has_file(folder, suffix):
     return False
 
 
-def _first_image(folder, suffix):
-    for root, _, files in os.walk(folder):
-        for name in sorted(files):
-            if name.endswith(suffix):
-                return osp.relpath(osp.join(root, name), folder)
-    return None
+_LABEL_KEYS = ('seg_map_path', 'depth_map_path')
 
 
 def _problems(dataset_cfg, layout):
-    """What is missing, as a list of human-readable lines."""
+    """What is missing, as a list of human-readable lines, and the
+    (image, annotation map) pairs of an mmseg dataset whose files all exist
+    (empty for other datasets)."""
     data_root = dataset_cfg.get('data_root') or ''
     if data_root and not osp.isdir(data_root):
-        return [f'data_root {data_root!r} does not exist or is not a folder']
+        return [f'data_root {data_root!r} does not exist or is not a '
+                'folder'], []
 
     def resolve(path):
         return path if osp.isabs(path) else osp.join(data_root, path)
@@ -139,38 +141,56 @@ def _problems(dataset_cfg, layout):
         if not osp.isdir(folder):
             problems.append(f'folder {folder!r} ({where}) does not exist')
             continue
-        suffix = seg_suffix if key in ('seg_map_path',
-                                       'depth_map_path') else img_suffix
-        if ann_file and key not in ('seg_map_path', 'depth_map_path'):
+        suffix = seg_suffix if key in _LABEL_KEYS else img_suffix
+        if ann_file and key not in _LABEL_KEYS:
             suffix = None  # the annotation file names the images
         if not _has_file(folder, suffix):
             what = f'*{suffix}' if suffix else 'image'
             problems.append(f'folder {folder!r} ({where}) has no {what} '
                             'files')
             continue
-        folders[key] = (folder, suffix)
+        folders[key] = folder
+    if problems:
+        return problems, []
 
-    # mmseg pairs each image with the label map of the same stem.
-    if not ann_file and 'img_path' in folders and len(folders) == 2:
-        image_dir, image_suffix = folders['img_path']
-        label_key = next(k for k in folders if k != 'img_path')
-        label_dir, label_suffix = folders[label_key]
-        first = _first_image(image_dir, image_suffix)
-        if first is not None:
-            expected = osp.join(label_dir,
-                                first[:-len(image_suffix)] + label_suffix)
-            if not osp.isfile(expected):
-                problems.append(
-                    f'image {osp.join(image_dir, first)!r} has no label map '
-                    f'{expected!r} (data_prefix.{label_key})')
-    return problems
+    # mmseg pairs each image with the annotation map of the same stem.
+    label_keys = [k for k in _LABEL_KEYS if k in folders]
+    if 'img_path' not in folders or len(label_keys) != 1 or not (
+            img_suffix and seg_suffix):
+        return problems, []
+    label_key = label_keys[0]
+    stems = None
+    if ann_file:
+        if str(dataset_cfg.get('type', '')).endswith('NYUDataset'):
+            # NYUDataset takes a line's own extension as the image suffix;
+            # these pairs are left to it.
+            return problems, []
+        with open(resolve(ann_file)) as f:
+            stems = [line.strip() for line in f if line.strip()]
+    pairs = list_pairs(folders['img_path'], img_suffix, folders[label_key],
+                       seg_suffix, stems)
+    missing = missing_labels(pairs)
+    if missing:
+        first = missing[0]
+        if osp.isfile(first.image):
+            line = (f'image {first.image!r} has no label map '
+                    f'{first.label!r} (data_prefix.{label_key})')
+        else:  # only an ann_file can name an image that is not there
+            line = (f'image {first.image!r}, named in ann_file, does not '
+                    'exist')
+        if len(missing) > 1:
+            line += (f'; {len(missing) - 1} more of the {len(pairs)} pairs '
+                     'miss a file')
+        problems.append(line)
+    return problems, pairs
 
 
 def check_dataset_layout(cfg, dataloader_keys=('train_dataloader',
                                                 'val_dataloader',
                                                 'test_dataloader')):
-    """Raise :class:`DatasetLayoutError` if a configured dataset is missing
-    folders or files its dataset class will read.
+    """Raise if a configured dataset is missing folders or files its dataset
+    class will read, or, for segmentation and depth datasets, if an image
+    has no annotation map of its size.
 
     Args:
         cfg (mmengine.Config): A full config.
@@ -180,7 +200,11 @@ def check_dataset_layout(cfg, dataloader_keys=('train_dataloader',
     Raises:
         DatasetLayoutError: With the missing paths, the expected layout, how
             to prepare the real data and how to generate a synthetic copy.
+        AnnotationMismatchError: With the first image whose annotation map
+            has another size or cannot be read (both paths and sizes), how
+            many pairs are bad, and the fix.
     """
+    checked = set()  # the val and test loaders often read the same files
     for key in dataloader_keys:
         loader = cfg.get(key)
         if not loader:
@@ -191,11 +215,21 @@ def check_dataset_layout(cfg, dataloader_keys=('train_dataloader',
                 continue
             dataset_type = str(dataset_cfg.get('type', '')).split('.')[-1]
             layout = KNOWN_LAYOUTS.get(dataset_type)
-            problems = _problems(dataset_cfg, layout)
+            problems, pairs = _problems(dataset_cfg, layout)
             if problems:
                 raise DatasetLayoutError(
                     _message(key, dataset_type, dataset_cfg, layout,
                              problems))
+            if not pairs or tuple(pairs) in checked:
+                continue
+            checked.add(tuple(pairs))
+            mismatches = size_mismatches(pairs)
+            if mismatches:
+                name = layout.name if layout else dataset_type
+                raise AnnotationMismatchError(
+                    mismatch_message(f'The {name} dataset of {key}',
+                                     mismatches, len(pairs),
+                                     layout and layout.prepare))
 
 
 def _message(key, dataset_type, dataset_cfg, layout, problems):

@@ -20,6 +20,7 @@ import math
 import numbers
 import os
 import os.path as osp
+import time
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import torch
@@ -47,8 +48,8 @@ except ImportError:  # pragma: no cover - older mmengine: no test losses
 
 
 __all__ = ['StitchSweepTestLoop', 'write_stitch_report',
-           'choose_primary_metric', 'pareto_front', 'plot_metrics',
-           'LOWER_IS_BETTER']
+           'keep_previous_report', 'choose_primary_metric', 'pareto_front',
+           'plot_metrics', 'LOWER_IS_BETTER']
 
 # Metrics preferred as the plot's y axis, in order.
 PRIMARY_METRICS = ('mIoU', 'accuracy/top1', 'coco/bbox_mAP', 'rmse', 'd1')
@@ -485,7 +486,10 @@ def write_stitch_report(results: Dict[int, dict],
         ``gflops``, ``params``, ``pareto`` and every metric.
     """
     os.makedirs(work_dir, exist_ok=True)
-    _keep_previous_report(work_dir)
+    kept = keep_previous_report(work_dir)
+    if kept:
+        print_log(f'An earlier stitch report in {work_dir} was kept as '
+                  f'{", ".join(kept)}.', logger='current')
     ids = sorted(results)
     rows: List[dict] = []
     metric_names: List[str] = []
@@ -557,21 +561,35 @@ def write_stitch_report(results: Dict[int, dict],
 REPORT_FILES = ('stitches.json', 'stitches.csv', 'stitches_pareto.png')
 
 
-def _keep_previous_report(work_dir: str) -> None:
-    """Rename an earlier report's files to ``stitches_<time>.*`` (the time
-    its JSON was written), so a new sweep never destroys one."""
-    import time
-    old = osp.join(work_dir, REPORT_FILES[0])
+def keep_previous_report(work_dir: str,
+                         names: Sequence[str] = REPORT_FILES) -> List[str]:
+    """Rename an earlier report's files so that a new one never destroys
+    it: ``stitches.json`` -> ``stitches_<time>.json`` (``<time>`` when the
+    first file was written; ``stitches_pareto.png`` ->
+    ``stitches_<time>_pareto.png``).
+
+    Args:
+        work_dir (str): The folder of the report.
+        names (Sequence[str]): The report's files; the first one decides
+            whether there is an earlier report and its time, and its stem
+            is what the time is added to in every name.
+
+    Returns:
+        list[str]: The new names of the files kept (empty when there was no
+        earlier report).
+    """
+    old = osp.join(work_dir, names[0])
     if not osp.isfile(old):
-        return
+        return []
     stamp = time.strftime('%Y%m%d_%H%M%S',
                           time.localtime(osp.getmtime(old)))
+    base = osp.splitext(names[0])[0]
     moved = []
-    for name in REPORT_FILES:
+    for name in names:
         path = osp.join(work_dir, name)
         if osp.isfile(path):
             stem, ext = osp.splitext(name)
-            stem = stem.replace('stitches', f'stitches_{stamp}', 1)
+            stem = stem.replace(base, f'{base}_{stamp}', 1)
             target = osp.join(work_dir, stem + ext)
             suffix = 1
             while osp.exists(target):
@@ -579,8 +597,7 @@ def _keep_previous_report(work_dir: str) -> None:
                 suffix += 1
             os.replace(path, target)
             moved.append(osp.basename(target))
-    print_log(f'An earlier stitch report in {work_dir} was kept as '
-              f'{", ".join(moved)}.', logger='current')
+    return moved
 
 
 def _print_table(rows, metric_names, primary, lower):

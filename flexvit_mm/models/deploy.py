@@ -4,8 +4,10 @@ from typing import List
 
 import torch.nn as nn
 
+from ..errors import FlexvitError
 
-class FuseError(ValueError):
+
+class FuseError(FlexvitError, ValueError):
     """The model cannot be fused as it is (e.g. it is in training mode)."""
 
 

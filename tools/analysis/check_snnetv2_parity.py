@@ -26,6 +26,7 @@ import torch
 import flexvit_mm  # noqa: F401
 from flexvit_mm.analysis.official_snnetv2 import (build_official_snnetv2,
                                                   load_official_snnetv2)
+from flexvit_mm.checkpoint import load_checkpoint_file
 from flexvit_mm.models import SNNetv2
 from flexvit_mm.models.stitching.convert import convert_official_snnetv2
 
@@ -56,7 +57,7 @@ def check_pair(repo, pair, rank, full, img_size, batch, tolerance):
         path = osp.join(tmp, f'snnetv2_deit3_{pair[0]}_{pair[1]}.pth')
         official.train()  # the official code merges LoRA in eval mode
         torch.save({'model': official.state_dict()}, path)
-        saved = torch.load(path, map_location='cpu')['model']
+        saved = load_checkpoint_file(path)['model']
     ours = build_ours(pair, full, img_size, rank, num_classes)
     ours.load_state_dict(convert_official_snnetv2(saved, ours), strict=True)
     official.eval()

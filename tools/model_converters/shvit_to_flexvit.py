@@ -11,6 +11,10 @@ ImageClassifier with SHViTClsHead; use it with load_from). With --dense it
 holds the backbone only, for `init_cfg=dict(type='Pretrained',
 checkpoint=OUT)` of an SHViT backbone in mmdet/mmseg. A checkpoint of
 another variant is refused, naming both.
+
+A checkpoint is read as data (docs/checkpoints.md): one that holds more
+than weights and training state is refused unless you trust it and pass
+--trust-checkpoint. The output holds only weights.
 """
 from flexvit_mm.cli import run
 from flexvit_mm.cli.convert_shvit import main

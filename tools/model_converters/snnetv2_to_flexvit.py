@@ -13,7 +13,10 @@ relative position bias; the heads are kept).
 The output loads with `load_from`, `tools/test.py CONFIG OUT` or an
 `init_cfg=dict(type='Pretrained', checkpoint=OUT)`. A checkpoint of other
 anchors, another LoRA rank or other classes is refused with what
-differs.
+differs. A checkpoint is read as data (docs/checkpoints.md): official
+training checkpoints that hold more than weights (e.g. their
+argparse.Namespace) are refused unless you trust the file and pass
+--trust-checkpoint. The output holds only weights.
 """
 from flexvit_mm.cli import run
 from flexvit_mm.cli.convert_snnetv2 import main

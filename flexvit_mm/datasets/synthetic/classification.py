@@ -11,9 +11,10 @@ import numpy as np
 
 from .appearance import (class_style, finish_image, random_shape_mask,
                          render_texture, write_image)
+from .options import MAX_CLASSES, check_options
 from .progress import track
 
-IMAGENET_NUM_CLASSES = 1000
+IMAGENET_NUM_CLASSES = MAX_CLASSES['imagenet']
 
 
 def imagenet_wnids():
@@ -52,7 +53,7 @@ def make_imagenet(out, num_train=20, num_val=5, img_size=(64, 64),
     Returns:
         str: The dataset root.
     """
-    assert 1 <= num_classes <= IMAGENET_NUM_CLASSES
+    check_options('imagenet', num_train, num_val, img_size, num_classes, seed)
     rng = np.random.default_rng(seed)
     wnids = imagenet_wnids()[:num_classes]
     os.makedirs(osp.join(out, 'meta'), exist_ok=True)

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from .appearance import class_style, finish_image, render_texture, write_image
+from .options import check_options
 from .progress import track
 
 # Scene prefixes of real NYUv2 file names; mmseg's NYUDataset derives its
@@ -116,6 +117,7 @@ def make_nyu(out, num_train=100, num_val=20, img_size=(480, 640), seed=0):
     Returns:
         str: The dataset root.
     """
+    check_options('nyu', num_train, num_val, img_size, seed=seed)
     rng = np.random.default_rng(seed)
     for split, count, first_id in (('train', num_train, 1),
                                    ('test', num_val, 50000)):

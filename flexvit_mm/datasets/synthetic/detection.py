@@ -13,6 +13,7 @@ import numpy as np
 
 from .appearance import (class_style, class_weights, finish_image,
                          random_shape_mask, render_texture, write_image)
+from .options import check_options
 from .progress import track
 
 # (id, name, supercategory) of the 80 COCO 2017 categories.
@@ -112,7 +113,7 @@ def make_coco(out, num_train=100, num_val=20, img_size=(256, 256),
     Returns:
         str: The dataset root.
     """
-    assert 1 <= num_classes <= len(COCO_CATEGORIES)
+    check_options('coco', num_train, num_val, img_size, num_classes, seed)
     rng = np.random.default_rng(seed)
     categories = [
         dict(id=i, name=name, supercategory=sup)

@@ -8,10 +8,11 @@ import numpy as np
 
 from .appearance import (class_style, class_weights, finish_image,
                          random_shape_mask, render_texture, write_image)
+from .options import MAX_CLASSES, check_options
 from .progress import track
 
-ADE20K_NUM_CLASSES = 150
-COCO_STUFF_NUM_CLASSES = 171
+ADE20K_NUM_CLASSES = MAX_CLASSES['ade20k']
+COCO_STUFF_NUM_CLASSES = MAX_CLASSES['coco_stuff10k']
 
 
 def render_semantic_scene(height, width, num_classes, rng):
@@ -92,7 +93,7 @@ def make_ade20k(out, num_train=200, num_val=50, img_size=(256, 256),
     Returns:
         str: The dataset root (``out/ADEChallengeData2016``).
     """
-    assert 1 <= num_classes <= ADE20K_NUM_CLASSES
+    check_options('ade20k', num_train, num_val, img_size, num_classes, seed)
     root = osp.join(out, 'ADEChallengeData2016')
     rng = np.random.default_rng(seed)
     for split, prefix, count in (('training', 'ADE_train', num_train),
@@ -125,7 +126,8 @@ def make_coco_stuff10k(out, num_train=200, num_val=50, img_size=(256, 256),
     Returns:
         str: The dataset root.
     """
-    assert 1 <= num_classes <= COCO_STUFF_NUM_CLASSES
+    check_options('coco_stuff10k', num_train, num_val, img_size, num_classes,
+                  seed)
     rng = np.random.default_rng(seed)
     # The 10k images all come from COCO train2014; ids are distinct per split.
     for split, count, first_id in (('train2014', num_train, 1),

@@ -1,4 +1,5 @@
 """FLOPs-grouped ("resource-constrained") stitch sampling during training."""
+import math
 import os.path as osp
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -30,7 +31,13 @@ class StitchSamplingHook(Hook):
 
     Args:
         gap (float): Grouping gap in GFLOPs: 1.0 for classification, 10.0
-            for dense tasks (the official settings).
+            for dense tasks (the official settings). Unused with
+            ``uniform``.
+        uniform (bool): Draw every stitch with the same probability, as
+            SN-Net v1 does: all stitches form one group. Written this way,
+            not as ``gap=float('inf')``, because an ``inf`` in a config
+            cannot be dumped and read back (the run's saved config, a
+            checkpoint's ``meta``). Defaults to False.
         input_shape (Sequence[int], optional): (H, W) at which FLOPs are
             counted. Defaults to the first anchor's ``img_size``.
         per_rank (bool): Official classification behaviour: each rank draws
@@ -46,8 +53,9 @@ class StitchSamplingHook(Hook):
                  input_shape: Optional[Sequence[int]] = None,
                  per_rank: bool = False,
                  seed: Optional[int] = None,
-                 stitch_ids: Optional[Sequence[int]] = None):
-        self.gap = gap
+                 stitch_ids: Optional[Sequence[int]] = None,
+                 uniform: bool = False):
+        self.gap = math.inf if uniform else gap
         self.input_shape = tuple(input_shape) if input_shape else None
         self.per_rank = per_rank
         self.seed = seed

@@ -4,6 +4,7 @@ from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 
 from ...models.stitching.selection import find_stitched_backbone
+from ..rng import isolated_rng
 
 
 @HOOKS.register_module()
@@ -12,7 +13,11 @@ class StitchingInitHook(Hook):
 
     Runs once, before the first training iteration, and is skipped when the
     run resumed or loaded a checkpoint (``--resume``, ``load_from``): the
-    stitching layers then come from that checkpoint.
+    stitching layers then come from that checkpoint. The images pass
+    through the training pipeline, whose random transforms draw from the
+    global random streams; the fit runs in :func:`isolated_rng`, so the
+    training that follows draws exactly what it would without this hook
+    (which is what a resumed run, skipping it, does).
 
     Args:
         num_images (int): Training images (per rank) whose block features
@@ -55,7 +60,8 @@ class StitchingInitHook(Hook):
                 'stitching layers.', logger='current')
             return
         backbone = find_stitched_backbone(runner.model)
-        used = backbone.fit_stitching_layers(self._batches(runner))
+        with isolated_rng():
+            used = backbone.fit_stitching_layers(self._batches(runner))
         print_log(
             f'StitchingInitHook: fitted {len(backbone.space.layer_fits())} '
             f'stitching layers by least squares on {used} images per rank.',

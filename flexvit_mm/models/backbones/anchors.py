@@ -23,6 +23,9 @@ import torch
 import torch.nn as nn
 from mmengine.logging import print_log
 
+from ...checkpoint import load_checkpoint_file, state_dict_of
+from ...errors import CheckpointMismatchError, FlexvitError
+
 ANCHOR_WEIGHTS_HINT = (
     'DeiT-III weights: the official deit_3_{small,base,large}_224_21k.pth '
     'from the facebookresearch/deit README, or timm\'s '
@@ -30,7 +33,7 @@ ANCHOR_WEIGHTS_HINT = (
     'Hugging Face hub.')
 
 
-class MissingWeightsError(FileNotFoundError):
+class MissingWeightsError(FlexvitError, FileNotFoundError):
     """A weight file named in a config does not exist."""
 
 
@@ -40,21 +43,20 @@ def load_anchor_state_dict(path: str) -> Dict[str, torch.Tensor]:
 
     Raises:
         MissingWeightsError: naming the path and where to get the weights.
+        CheckpointError: the file is unreadable, untrusted or holds no
+            state dict (:func:`flexvit_mm.checkpoint.load_checkpoint_file`).
     """
     if not osp.isfile(path):
         raise MissingWeightsError(
             f'Anchor weight file {path!r} does not exist. {ANCHOR_WEIGHTS_HINT}'
             ' Download it to that path, or remove the anchor\'s init_cfg to '
             'start from random weights.')
-    if path.endswith('.safetensors'):
-        from safetensors.torch import load_file
-        return load_file(path)
-    state = torch.load(path, map_location='cpu', weights_only=True)
+    state = load_checkpoint_file(path)
     for key in ('model', 'state_dict'):
         if isinstance(state, dict) and key in state and isinstance(
                 state[key], dict):
             state = state[key]
-    return state
+    return state_dict_of(state, path)
 
 
 def _rel_pos_block(dim, num_heads, mlp_ratio, qkv_bias, init_values,
@@ -196,20 +198,29 @@ def load_anchor_weights(anchor: nn.Module, checkpoint: str,
 
     Raises:
         MissingWeightsError: the file does not exist.
-        ValueError: the file holds another model (names the keys).
+        CheckpointMismatchError: the file holds another model (names the
+            keys).
     """
-    state = anchor_state_from_checkpoint(load_anchor_state_dict(checkpoint),
-                                         anchor)
+    raw = load_anchor_state_dict(checkpoint)
+    state = anchor_state_from_checkpoint(raw, anchor)
     missing, unexpected = anchor.load_state_dict(state, strict=False)
     tables = [k for k in missing if 'relative_position_bias_table' in k]
     missing = [k for k in missing if k not in tables]
     if missing or unexpected:
-        raise ValueError(
+        raise CheckpointMismatchError(
             f'{checkpoint!r} does not fit the anchor {model_name!r}: '
-            f'missing keys {missing[:8]}, unexpected keys '
-            f'{unexpected[:8]}. Is it a checkpoint of another model?')
+            f'{len(missing)} missing keys {missing[:8]}, {len(unexpected)} '
+            f'unexpected keys {unexpected[:8]}. Is it a checkpoint of '
+            'another model?')
     for name in tables:
         nn.init.zeros_(anchor.get_parameter(name))
+    unused = [k for k in raw if k not in state and k.startswith(
+        ('head.', 'norm.', 'fc_norm.'))]
+    notes = [f'{len(unused)} of the file\'s tensors not used here '
+             '(classifier / final norm)'] if unused else []
+    if tables:
+        notes.append(f'{len(tables)} relative position bias tables start '
+                     'at zero')
     print_log(f'Loaded anchor {model_name} from {checkpoint}'
-              + (' (relative position bias tables start at zero)'
-                 if tables else ''), logger='current')
+              + (f' ({"; ".join(notes)})' if notes else ''),
+              logger='current')

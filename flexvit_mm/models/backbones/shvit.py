@@ -35,6 +35,7 @@ import copy
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -533,7 +534,10 @@ class SHViT(BaseModule):
             # through the converter instead, strictly.
             from mmengine.runner.checkpoint import CheckpointLoader
 
-            from .shvit_convert import convert_shvit
+            from .shvit_convert import convert_shvit, unwrap_state_dict
+
+            # mmengine's loader: any scheme (file, URL), read safely (see
+            # flexvit_mm.compat).
             checkpoint = CheckpointLoader.load_checkpoint(
                 init_cfg['checkpoint'], map_location='cpu')
             state = convert_shvit(
@@ -543,6 +547,13 @@ class SHViT(BaseModule):
                 prefix=init_cfg.get('prefix'))
             state = {k[len('backbone.'):]: v for k, v in state.items()}
             self.load_state_dict(state, strict=True)
+            source = unwrap_state_dict(checkpoint, init_cfg.get('prefix'))
+            if len(source) > len(state):
+                print_log(
+                    f'SHViT init_cfg: {len(source) - len(state)} of the '
+                    f'{len(source)} tensors of {init_cfg["checkpoint"]} are '
+                    'not backbone weights (classifier or distillation head) '
+                    'and were left out.', logger='current')
             self._is_init = True
             return
         super().init_weights()

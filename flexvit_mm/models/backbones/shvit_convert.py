@@ -24,10 +24,11 @@ Inside a block: ``conv.m`` -> ``dw``, ``mixer.m.pre_norm`` -> ``attn.norm``,
 """
 import re
 
+from ...errors import FlexvitError
 from .shvit import SHViT
 
 
-class IncompatibleSHViTCheckpointError(ValueError):
+class IncompatibleSHViTCheckpointError(FlexvitError, ValueError):
     """The checkpoint is not an SHViT checkpoint of the configured
     variant."""
 

@@ -23,8 +23,12 @@ import re
 from typing import Dict
 
 import torch
+from mmengine.logging import print_log
 
-class IncompatibleCheckpointError(ValueError):
+from ...errors import FlexvitError
+
+
+class IncompatibleCheckpointError(FlexvitError, ValueError):
     """A checkpoint made for other anchors, depths, widths or ranks."""
 
 
@@ -152,11 +156,20 @@ def convert_official_snnetv2(official: Dict[str, torch.Tensor],
                  if k.startswith(prefix)}
         for key, value in _official_anchor_to_timm(state, anchor).items():
             converted[prefix + key] = value
+    ignored = []
     for key, value in official.items():
         match = _STITCH.match(key)
         if match:
             front, layer, name = match.groups()
             converted[f'stitch_layers.{front}.{layer}.{name}'] = value
+        elif not key.startswith('anchors.'):
+            ignored.append(key)
+    if ignored:
+        print_log(
+            f'{len(ignored)} entries of the checkpoint are neither anchor nor '
+            f'stitching-layer weights and are not converted: '
+            f'{", ".join(ignored[:5])}{" ..." if len(ignored) > 5 else ""}',
+            logger='current')
 
     expected = backbone.state_dict()
     missing = sorted(set(expected) - set(converted))

@@ -89,20 +89,22 @@ def _check_gap(gap):
     """Validate the FLOPs gap.
 
     Args:
-        gap (float): Largest FLOPs distance to a group's first member.
+        gap (float): Largest FLOPs distance to a group's first member;
+            ``math.inf`` puts every stitch into one group.
 
     Returns:
         float: ``gap`` as a float.
 
     Raises:
-        ValueError: If ``gap`` is negative or not finite.
+        ValueError: If ``gap`` is negative or NaN.
         TypeError: If ``gap`` is not a number.
     """
     if isinstance(gap, bool) or not isinstance(gap, numbers.Real):
         raise TypeError(f'gap must be a real number, got {gap!r}.')
     gap = float(gap)
-    if not math.isfinite(gap) or gap < 0:
-        raise ValueError(f'gap must be finite and >= 0, got {gap!r}.')
+    if math.isnan(gap) or gap < 0:
+        raise ValueError(f'gap must be >= 0 (math.inf for one group), got '
+                         f'{gap!r}.')
     return gap
 
 
@@ -155,7 +157,8 @@ def group_by_flops(flops, gap):
         flops (Mapping): Stitch id -> FLOPs of its sub-network, in any unit.
         gap (float): Largest FLOPs distance to a group's first member, in
             the unit of ``flops``. SN-Netv2 uses 1.0 (GFLOPs) for
-            classification and 10.0 for dense tasks.
+            classification and 10.0 for dense tasks; ``math.inf`` makes
+            one group of all stitches (SN-Net v1's uniform sampling).
 
     Returns:
         list[list]: Groups of stitch ids in ascending FLOPs order; inside a
@@ -247,7 +250,8 @@ class FlopsGroupedSampler:
         flops (Mapping): Stitch id -> FLOPs of its sub-network, in any unit.
         gap (float): Largest FLOPs distance to a group's first member, in
             the unit of ``flops`` (SN-Netv2: 1.0 GFLOP for classification,
-            10.0 for dense tasks).
+            10.0 for dense tasks; ``math.inf``: one group, every stitch
+            equally likely).
         seed (int): Non-negative base seed. Defaults to 0.
         per_rank (bool): Draw a different stitch on each rank. Defaults to
             False.

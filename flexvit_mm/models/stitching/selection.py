@@ -138,15 +138,16 @@ def parse_stitch_ids(spec, valid_ids: Sequence[int]) -> List[int]:
             a comma list ``'3,12,80'``; ranges ``'2-12'`` (inclusive), also
             mixed: ``'0,2-5,80'``; or a list/tuple of any of those.
             A range selects the valid ids inside it (the stitching space may
-            have gaps) and must select at least one; a single id must be
-            valid.
+            have gaps), must select at least one and must not run past the
+            first or last id; a single id must be valid.
         valid_ids (Sequence[int]): The backbone's ``stitch_ids``.
 
     Returns:
         list[int]: Sorted, without duplicates.
 
     Raises:
-        ValueError: For an unknown id, an empty or unreadable spec. The
+        ValueError: For an unknown id, an empty or unreadable spec, a
+            descending range or one running past the first or last id. The
             message names the valid ids.
     """
     valid = sorted(set(int(i) for i in valid_ids))
@@ -198,12 +199,20 @@ def parse_stitch_ids(spec, valid_ids: Sequence[int]) -> List[int]:
             if lo > hi:
                 raise ValueError(
                     f'Empty stitch-id range {token!r} (start > end); '
-                    f'{hint}.')
+                    f'{hint}. Write the smaller id first.')
             inside = [i for i in valid if lo <= i <= hi]
             if not inside:
                 raise ValueError(
                     f'The stitch-id range {token!r} holds no valid id; '
                     f'{hint}.')
+            # Gaps inside the space are skipped, but a range that runs past
+            # its ends would be cut short without a word.
+            if lo < valid[0] or hi > valid[-1]:
+                raise ValueError(
+                    f'The stitch-id range {token!r} runs past the stitches '
+                    f'(the first is {valid[0]}, the last {valid[-1]}); '
+                    f'{hint}. Did you mean '
+                    f'{max(lo, valid[0])}-{min(hi, valid[-1])}?')
             chosen.update(inside)
         else:
             try:
