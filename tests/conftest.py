@@ -1,5 +1,6 @@
 """Shared fixtures: generated datasets and a runner for the real tools."""
 import glob
+import hashlib
 import json
 import os
 import os.path as osp
@@ -111,6 +112,21 @@ def val_metrics(work_dir):
     with open(sorted(scalars)[-1]) as f:
         lines = [json.loads(line) for line in f if line.strip()]
     return [line for line in lines if 'lr' not in line]
+
+
+def folder_digest(folder):
+    """{relative path: sha256, or 'dir'} of everything under ``folder``: to
+    show that a refused command left the user's files as they were."""
+    digest = {}
+    for root, folders, files in os.walk(folder):
+        for name in folders:
+            digest[osp.relpath(osp.join(root, name), folder)] = 'dir'
+        for name in files:
+            path = osp.join(root, name)
+            with open(path, 'rb') as f:
+                digest[osp.relpath(path, folder)] = hashlib.sha256(
+                    f.read()).hexdigest()
+    return digest
 
 
 def load_checkpoint(path):

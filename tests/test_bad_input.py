@@ -1,13 +1,12 @@
 """Bad input ends with a clear message that names the fix, exit status 2,
 and leaves the user's files as they were."""
-import hashlib
 import os
 import os.path as osp
 
 import pytest
 import torch
 
-from .conftest import CONFIGS, data_root_options, run_tool
+from .conftest import CONFIGS, data_root_options, folder_digest, run_tool
 
 
 def _error(proc):
@@ -57,14 +56,6 @@ def test_resume_from_missing_file(synthetic, tmp_path):
     assert '--resume without a path' in message
 
 
-def _digest(folder):
-    digest = {}
-    for root, _, files in os.walk(folder):
-        for name in files:
-            path = osp.join(root, name)
-            with open(path, 'rb') as f:
-                digest[path] = hashlib.sha256(f.read()).hexdigest()
-    return digest
 
 
 def test_finished_run_is_not_overwritten(synthetic, tmp_path):
@@ -73,14 +64,14 @@ def test_finished_run_is_not_overwritten(synthetic, tmp_path):
     options = data_root_options(synthetic('imagenet'))
     run_tool('tools/train.py', config, '--work-dir', work_dir,
              '--no-validate', '--cfg-options', *options)
-    before = _digest(work_dir)
+    before = folder_digest(work_dir)
     proc = run_tool('tools/train.py', config, '--work-dir', work_dir,
                     '--no-validate', '--cfg-options', *options,
                     expect_ok=False)
     message = _error(proc)
     assert 'already holds a training run' in message
     assert 'iter_4.pth' in message and '--resume' in message
-    assert _digest(work_dir) == before
+    assert folder_digest(work_dir) == before
 
 
 def test_amp_on_cpu_and_auto_scale_lr_without_base(synthetic, tmp_path):

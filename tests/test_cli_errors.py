@@ -9,7 +9,6 @@ The first cases run the real tools in a subprocess; the variants of one
 check call the tool's main through ``flexvit_mm.cli.run`` in-process (the
 same code, without the interpreter start).
 """
-import hashlib
 import json
 import os
 import os.path as osp
@@ -18,7 +17,7 @@ import mmpretrain.registry
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.registry import MODELS, init_default_scope
+from mmengine.registry import MODELS, DefaultScope, init_default_scope
 
 from flexvit_mm.cli import UserInputError, run
 from flexvit_mm.cli import benchmark as benchmark_cli
@@ -30,7 +29,8 @@ from flexvit_mm.cli.common import no_empty_run_left
 from flexvit_mm.cli.config_errors import config_error
 from flexvit_mm.models.stitching.selection import parse_stitch_ids
 
-from .conftest import CONFIGS, data_root_options, run_tool, tool_env
+from .conftest import (CONFIGS, data_root_options, folder_digest, run_tool,
+                       tool_env)
 
 CONFIG = osp.join(CONFIGS, 'cls_snnetv2_tiny.py')  # 8 stitches: 0-3, 5-8
 SEG_CONFIG = osp.join(CONFIGS, 'seg_snnetv2_tiny.py')
@@ -58,18 +58,6 @@ def _run_main(main, argv, capsys):
     return err
 
 
-def _digest(folder):
-    """{relative path: sha256} of every file and folder under ``folder``."""
-    digest = {}
-    for root, folders, files in os.walk(folder):
-        for name in folders:
-            digest[osp.relpath(osp.join(root, name), folder)] = 'dir'
-        for name in files:
-            path = osp.join(root, name)
-            with open(path, 'rb') as f:
-                digest[osp.relpath(path, folder)] = hashlib.sha256(
-                    f.read()).hexdigest()
-    return digest
 
 
 @pytest.fixture(autouse=True)
@@ -83,10 +71,13 @@ def no_local_rank_left(monkeypatch):
 def checkpoint(tmp_path_factory):
     """Weights of the tiny stitched pair (a file tools/test.py can load)."""
     cfg = Config.fromfile(CONFIG)
-    init_default_scope(cfg.default_scope)
     path = str(tmp_path_factory.mktemp('ckpt') / 'tiny.pth')
-    torch.save(dict(state_dict=MODELS.build(cfg.model).state_dict(),
-                    meta=dict()), path)
+    # A module-scoped fixture runs outside restore_default_scope: a scope
+    # set here for good would make later tests of this process build from
+    # mmpretrain's registries.
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        model = MODELS.build(cfg.model)
+    torch.save(dict(state_dict=model.state_dict(), meta=dict()), path)
     return path
 
 
@@ -97,7 +88,7 @@ def user_dir(tmp_path):
     (folder / 'notes').mkdir(parents=True)
     (folder / 'notes' / 'todo.txt').write_text('keep me\n')
     (folder / 'stitches.json').write_text('[]\n')
-    return str(folder), _digest(str(folder))
+    return str(folder), folder_digest(str(folder))
 
 
 # ------------------------------------------------- the real tools, end to end
@@ -136,7 +127,7 @@ def test_config_mistakes_found_while_building(option, expected, synthetic,
         assert text in message
     assert 'Fix the config (or the --cfg-options that set it)' in message
     # No log folder, no config dump; the user's files as they were.
-    assert _digest(work_dir) == before
+    assert folder_digest(work_dir) == before
 
 
 def test_launcher_without_its_starter(tmp_path):
@@ -173,7 +164,7 @@ def test_stitch_id_range_past_the_last_stitch(synthetic, checkpoint,
     assert "--stitch-id 6-9: The stitch-id range '6-9' runs past" in message
     assert 'the last 8' in message and 'valid ids are 0-3, 5-8' in message
     assert 'Did you mean 6-8?' in message
-    assert _digest(work_dir) == before
+    assert folder_digest(work_dir) == before
 
 
 # ----------------------------------------------- variants, in-process
@@ -240,10 +231,10 @@ def test_output_paths_that_cannot_be_written(main, argv, expected, checkpoint,
     blocker.write_text('the user\'s file\n')
     (tmp_path / 'preds.pkl').mkdir()
     names = dict(file=str(blocker), dir=str(tmp_path), ckpt=checkpoint)
-    before = _digest(str(tmp_path))
+    before = folder_digest(str(tmp_path))
     message = _run_main(main, [a.format(**names) for a in argv], capsys)
     assert expected.format(**names) in message
-    assert _digest(str(tmp_path)) == before  # nothing written, nothing made
+    assert folder_digest(str(tmp_path)) == before  # nothing written, nothing made
 
 
 def test_stitch_id_ranges_are_taken_as_written():
@@ -304,12 +295,12 @@ def test_no_empty_run_left(error, extra, cleaned, tmp_path):
     # An existing work dir: only what this run made goes.
     earlier = str(tmp_path / 'old')
     _fake_run(earlier, '20250101_000000')
-    before = _digest(earlier)
+    before = folder_digest(earlier)
     with pytest.raises(type(error)):
         with no_empty_run_left(Config(dict(work_dir=earlier))):
             _fake_run(earlier, '20260101_000000', extra)
             raise error
-    after = _digest(earlier)
+    after = folder_digest(earlier)
     assert all(after[path] == digest for path, digest in before.items())
     assert (set(after) == set(before)) is cleaned
 
@@ -351,3 +342,22 @@ def test_other_errors_keep_their_traceback():
         with pytest.raises(type(error)) as info:
             raise error
         assert config_error(info.value) is None
+
+
+def test_amp_config_on_cpu(tmp_path, capsys):
+    """A config that asks for AmpOptimWrapper is refused on CPU with the
+    fix; switching the type with --cfg-options drops its AMP settings."""
+    amp = ['optim_wrapper.type=AmpOptimWrapper',
+           'optim_wrapper.loss_scale=dynamic']
+    message = _run_main(train_cli.main, [
+        CONFIG, '--work-dir', str(tmp_path / 'w'), '--cfg-options', *amp
+    ], capsys)
+    assert 'AmpOptimWrapper' in message and 'needs an accelerator' in message
+    assert '--cfg-options optim_wrapper.type=OptimWrapper' in message
+    args = train_cli.parse_args([
+        CONFIG, '--work-dir', str(tmp_path / 'w2'), '--cfg-options', *amp,
+        'optim_wrapper.type=OptimWrapper'
+    ])
+    cfg = train_cli.build_train_config(args)
+    assert cfg.optim_wrapper.type == 'OptimWrapper'
+    assert 'loss_scale' not in cfg.optim_wrapper

@@ -2,7 +2,6 @@
 dataset generator, a generation that fails half-way, an existing dataset at
 its target, and annotation maps that are missing, unreadable or of another
 size than their images."""
-import hashlib
 import os
 import os.path as osp
 import shutil
@@ -25,7 +24,8 @@ from flexvit_mm.datasets.synthetic import (GENERATORS, DatasetOutputError,
                                            make_synthetic)
 from flexvit_mm.datasets.synthetic.output import MARKER
 
-from .conftest import CONFIGS, REPO, data_root_options, run_tool, tool_env
+from .conftest import (CONFIGS, REPO, data_root_options, folder_digest,
+                       run_tool, tool_env)
 
 TOOL = 'tools/dataset_tools/make_synthetic.py'
 TINY = ['--num-classes', '2', '--num-train', '1', '--num-val', '1',
@@ -46,15 +46,6 @@ def _run_in_process(argv, capsys):
     return capsys.readouterr().err
 
 
-def _digest(folder):
-    digest = {}
-    for root, _, files in os.walk(folder):
-        for name in files:
-            path = osp.join(root, name)
-            with open(path, 'rb') as f:
-                digest[osp.relpath(path, folder)] = hashlib.sha256(
-                    f.read()).hexdigest()
-    return digest
 
 
 def _leftovers(folder):
@@ -143,12 +134,12 @@ def test_existing_generated_dataset_is_replaced_only_with_force(
     out = str(tmp_path / 'imagenet')
     make_synthetic('imagenet', out, num_train=1, num_val=1, num_classes=2,
                    img_size=(16, 16))
-    before = _digest(out)
+    before = folder_digest(out)
     message = _run_in_process(['--kind', 'imagenet', '--out', out, *TINY],
                               capsys)
     assert 'already holds a synthetic imagenet dataset' in message
     assert 'num_train=1' in message and '--force' in message
-    assert _digest(out) == before
+    assert folder_digest(out) == before
 
     proc = run_tool(TOOL, '--kind', 'imagenet', '--out', out, *TINY[:2],
                     '--num-train', '3', '--num-val', '1', '--img-size', '16',

@@ -239,6 +239,28 @@ def _configure_auto_scale_lr(cfg):
     cfg.auto_scale_lr.enable = True
 
 
+def _check_config_amp(cfg):
+    """A config that already asks for AMP cannot train on CPU: say how to
+    train it there, before mmengine's bare assertion does."""
+    from mmengine.device import get_device
+    optim_wrapper = cfg.get('optim_wrapper') or {}
+    wrapper_type = optim_wrapper.get('type', 'OptimWrapper')
+    if wrapper_type == 'AmpOptimWrapper' and get_device() == 'cpu':
+        raise UserInputError(
+            'The config trains with AmpOptimWrapper (mixed precision), '
+            'which needs an accelerator (GPU, NPU, MLU or MUSA); this '
+            'machine has none. To train on CPU in full precision, add '
+            '--cfg-options optim_wrapper.type=OptimWrapper.')
+    if wrapper_type == 'OptimWrapper':
+        # What a base config set for AmpOptimWrapper, after the type was
+        # switched to OptimWrapper (which takes neither) by --cfg-options.
+        dropped = [key for key in ('loss_scale', 'dtype')
+                   if optim_wrapper.pop(key, None) is not None]
+        if dropped:
+            print_log(f'OptimWrapper: ignoring the AMP settings {dropped}.',
+                      logger='current')
+
+
 def build_train_config(args):
     """Load the config and apply the command line to it.
 
@@ -258,6 +280,8 @@ def build_train_config(args):
     resolve_work_dir(cfg, args, args.config)
     if args.amp:
         _configure_amp(cfg)
+    else:
+        _check_config_amp(cfg)
     if args.auto_scale_lr:
         _configure_auto_scale_lr(cfg)
     if args.no_validate:
